@@ -1,0 +1,360 @@
+"""`/sms` text → a typed command, or a usage error that says what was wrong (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.durations import parse_duration
+from bot.ids import IdError, TargetRef, parse_target, provider_from_name
+from bot.providers.base import ProviderName
+
+MAX_TEXT = 1600  # Telnyx splits into at most 10 parts; Solapi LMS is 2,000 bytes
+MAX_RECIPIENTS = 10_000
+MAX_LIMIT = 1000
+MAX_INPUT = 200_000
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CONTACT = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+_USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
+_RAW_USER = re.compile(r"^@?([UW][A-Z0-9]{8,20})$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+USAGE: dict[str, str] = {
+    "help": "/sms help",
+    "providers": "/sms providers",
+    "schedule": "/sms schedule <provider> <to>[,<to>...] at <when> <text>",
+    "track": "/sms track <provider> <id>",
+    "send": "/sms send <groupId>",
+    "cancel": "/sms cancel <id>   ·   /sms cancel <id> <id> …   ·   /sms cancel all mine [since <when>]",
+    "delete": "/sms delete <groupId>",
+    "status": "/sms status <id>",
+    "list": "/sms list [mine|all]",
+    "audit": "/sms audit [<id>|<@user>|<provider>] [since <when>] [limit <n>]",
+}
+
+EXAMPLES: dict[str, str] = {
+    "help": "/sms help",
+    "providers": "/sms providers",
+    "schedule": "/sms schedule telnyx +15551234567,+15557654321 at 2026-11-24T09:00+09:00 Doors open at 10",
+    "track": "/sms track solapi G4V20181005162502HEA0ZB9AQOUMSE1",
+    "send": "/sms send G4V20181005162502HEA0ZB9AQOUMSE1",
+    "cancel": "/sms cancel telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e",
+    "delete": "/sms delete G4V20181005162502HEA0ZB9AQOUMSE1",
+    "status": "/sms status G4V20181005162502HEA0ZB9AQOUMSE1",
+    "list": "/sms list mine",
+    "audit": "/sms audit <@U012AB3CD> telnyx since 7d",
+}
+
+
+class UsageError(ValueError):
+    def __init__(self, message: str, verb: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.verb = verb
+
+    @property
+    def usage(self) -> str | None:
+        return USAGE.get(self.verb) if self.verb else None
+
+
+@dataclass(frozen=True)
+class Help:
+    verb: str | None = None
+
+
+@dataclass(frozen=True)
+class Providers:
+    pass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    provider: ProviderName
+    to: tuple[str, ...]
+    send_at: datetime
+    text: str
+
+
+@dataclass(frozen=True)
+class Track:
+    provider: ProviderName
+    target: TargetRef
+
+
+@dataclass(frozen=True)
+class Send:
+    target: TargetRef
+
+
+@dataclass(frozen=True)
+class Cancel:
+    targets: tuple[TargetRef, ...]
+
+
+@dataclass(frozen=True)
+class CancelMine:
+    """Bulk: everything upcoming that the invoker scheduled (optionally only since a time)."""
+
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    target: TargetRef
+
+
+@dataclass(frozen=True)
+class Status:
+    target: TargetRef
+
+
+@dataclass(frozen=True)
+class ListSends:
+    scope: str = "mine"  # mine | all
+
+
+@dataclass(frozen=True)
+class Audit:
+    target: TargetRef | None = None
+    actor: str | None = None
+    provider: ProviderName | None = None
+    since: datetime | None = None
+    limit: int = 20
+
+
+Command = (
+    Help | Providers | Schedule | Track | Send | Cancel | CancelMine | Delete | Status | ListSends | Audit
+)
+
+
+def parse(text: str, now: datetime) -> Command:
+    """Parse the text after `/sms`. `now` (UTC) resolves relative times."""
+    if len(text) > MAX_INPUT:
+        raise UsageError(f"that is {len(text):,} characters: too long for one command")
+    if _CONTROL.search(text):
+        raise UsageError("the command has control characters in it; type it again without them")
+    words = text.split()
+    if not words:
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    rest = text.strip()[len(words[0]) :].strip()
+    match verb:
+        case "help" | "?":
+            return Help(args[0].lower() if args and args[0].lower() in USAGE else None)
+        case "providers":
+            _no_args(verb, args)
+            return Providers()
+        case "schedule":
+            return _schedule(rest, now)
+        case "track":
+            if len(args) != 2:
+                raise UsageError("track needs a provider and an id", verb)
+            provider = _provider(args[0], verb)
+            target = _target(args[1] if ":" in args[1] else f"{provider}:{args[1]}", verb)
+            if target.provider is not provider:
+                raise UsageError(f"that id is prefixed {target.provider}, not {provider}", verb)
+            return Track(provider, target)
+        case "send" | "delete" | "status":
+            if len(args) != 1:
+                raise UsageError(f"{verb} needs exactly one id", verb)
+            target = _target(args[0], verb)
+            if verb == "send":
+                return Send(target)
+            if verb == "delete":
+                return Delete(target)
+            return Status(target)
+        case "cancel":
+            return _cancel(args, now)
+        case "list":
+            if len(args) > 1 or (args and args[0].lower() not in ("mine", "all")):
+                raise UsageError("list takes `mine` or `all`", verb)
+            return ListSends(args[0].lower() if args else "mine")
+        case "audit":
+            return _audit(args, now)
+    raise UsageError(f"`{_show(words[0])}` is not an /sms command")
+
+
+def _no_args(verb: str, args: list[str]) -> None:
+    if args:
+        raise UsageError(f"{verb} takes no arguments", verb)
+
+
+def _provider(word: str, verb: str) -> ProviderName:
+    provider = provider_from_name(word)
+    if provider is None:
+        raise UsageError(
+            f"`{_show(word)}` is not a provider: use telnyx, solapi (or coolsms) or highlevel", verb
+        )
+    return provider
+
+
+def _target(word: str, verb: str) -> TargetRef:
+    try:
+        return parse_target(word)
+    except IdError as exc:
+        raise UsageError(str(exc), verb) from exc
+
+
+def _schedule(rest: str, now: datetime) -> Schedule:
+    verb = "schedule"
+    parts = rest.split(None, 2)
+    if len(parts) < 3:
+        raise UsageError("schedule needs a provider, recipients, a time and a text", verb)
+    provider = _provider(parts[0], verb)
+    recipients = tuple(r.strip() for r in parts[1].split(",") if r.strip())
+    remainder = parts[2]
+    when_words = remainder.split(None, 1)
+    keyword = when_words[0].lower()
+    if keyword not in ("at", "in"):
+        raise UsageError("say when with `at <time>` or `in <duration>` after the recipients", verb)
+    after = when_words[1] if len(when_words) > 1 else ""
+    if keyword == "at" and after.lower().startswith("in "):
+        keyword, after = "in", after[3:]
+    time_word, _, message = after.strip().partition(" ")
+    if not time_word:
+        raise UsageError("a time is missing after `at`/`in`", verb)
+    if keyword == "in":
+        send_at = now + _duration(time_word, verb)
+    else:
+        send_at = parse_when(time_word, now, verb)
+    if send_at <= now:
+        raise UsageError(f"{send_at.isoformat()} is in the past: pick a time ahead", verb)
+    message = message.strip()
+    _check_recipients(provider, recipients, verb)
+    if not message:
+        raise UsageError("the text is empty: write what to send after the time", verb)
+    if len(message) > MAX_TEXT:
+        raise UsageError(f"the text is {len(message):,} characters; at most {MAX_TEXT:,} can be sent", verb)
+    return Schedule(provider, recipients, send_at, message)
+
+
+def _check_recipients(provider: ProviderName, recipients: tuple[str, ...], verb: str) -> None:
+    if not recipients:
+        raise UsageError("no recipients given", verb)
+    if len(recipients) > MAX_RECIPIENTS:
+        raise UsageError(f"{len(recipients):,} recipients; at most {MAX_RECIPIENTS:,} at a time", verb)
+    if len(set(recipients)) != len(recipients):
+        raise UsageError("a recipient is listed twice", verb)
+    if provider is ProviderName.HIGHLEVEL:
+        bad = [r for r in recipients if not _CONTACT.match(r)]
+        if bad:
+            raise UsageError(
+                f"`{_show(bad[0])}` is not a HighLevel contact id (HighLevel sends to contacts, not numbers)", verb
+            )
+        return
+    bad = [r for r in recipients if not _E164.match(r)]
+    if bad:
+        raise UsageError(
+            f"`{_show(bad[0])}` is not a phone number in E.164 form, such as +15551234567 or +821012345678",
+            verb,
+        )
+
+
+def _duration(word: str, verb: str) -> timedelta:
+    try:
+        return parse_duration(word)
+    except ValueError as exc:
+        raise UsageError(str(exc), verb) from exc
+
+
+def parse_when(word: str, now: datetime, verb: str | None = None) -> datetime:
+    """An ISO-8601 time with an offset (or Z)."""
+    try:
+        when = datetime.fromisoformat(word.replace("z", "Z"))
+    except ValueError as exc:
+        raise UsageError(
+            f"`{_show(word)}` is not a time: use ISO-8601 with an offset such as 2026-11-24T09:00+09:00, "
+            "or `in 45m`",
+            verb,
+        ) from exc
+    if when.tzinfo is None:
+        raise UsageError(
+            f"`{_show(word)}` has no time zone: add one, such as +09:00 or Z", verb
+        )
+    return when.astimezone(UTC)
+
+
+def parse_since(word: str, now: datetime, verb: str | None = None) -> datetime:
+    """`7d` (ago), an ISO time with an offset, or a date (midnight UTC)."""
+    if re.fullmatch(r"\d+[smhd]", word, re.IGNORECASE):
+        return now - _duration(word, verb or "audit")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", word):
+        try:
+            when = datetime.fromisoformat(word).replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise UsageError(f"`{_show(word)}` is not a date", verb) from exc
+    else:
+        when = parse_when(word, now, verb)
+    if when > now:
+        raise UsageError(f"`since {_show(word)}` is in the future", verb)
+    return when
+
+
+def _cancel(args: list[str], now: datetime) -> Cancel | CancelMine:
+    verb = "cancel"
+    if not args:
+        raise UsageError("cancel needs an id", verb)
+    if args[0].lower() == "all":
+        if len(args) < 2 or args[1].lower() != "mine":
+            raise UsageError("bulk cancel is `cancel all mine` (optionally `since <when>`)", verb)
+        tail = args[2:]
+        if not tail:
+            return CancelMine()
+        if len(tail) == 2 and tail[0].lower() == "since":
+            return CancelMine(parse_since(tail[1], now, verb))
+        raise UsageError("after `cancel all mine` only `since <when>` may follow", verb)
+    ids = [a for arg in args for a in arg.split(",") if a]
+    if len(ids) > MAX_RECIPIENTS:
+        raise UsageError(f"at most {MAX_RECIPIENTS:,} ids at a time", verb)
+    targets = tuple(_target(a, verb) for a in ids)
+    if len({str(t) for t in targets}) != len(targets):
+        raise UsageError("an id is listed twice", verb)
+    return Cancel(targets)
+
+
+def _audit(args: list[str], now: datetime) -> Audit:
+    verb = "audit"
+    target: TargetRef | None = None
+    actor: str | None = None
+    provider: ProviderName | None = None
+    since: datetime | None = None
+    limit = 20
+    i = 0
+    while i < len(args):
+        word = args[i]
+        lower = word.lower()
+        if lower in ("since", "limit"):
+            if i + 1 >= len(args):
+                raise UsageError(f"`{lower}` needs a value", verb)
+            value = args[i + 1]
+            if lower == "since":
+                since = parse_since(value, now, verb)
+            else:
+                if not value.isdigit():
+                    raise UsageError(f"`limit {_show(value)}`: the limit is a whole number from 1 to {MAX_LIMIT}",
+                                     verb)
+                limit = int(value) if len(value) < 8 else MAX_LIMIT + 1
+                if not 1 <= limit <= MAX_LIMIT:
+                    raise UsageError(f"`limit {_show(value)}`: the limit is from 1 to {MAX_LIMIT}", verb)
+            i += 2
+            continue
+        user = _USER.match(word) or _RAW_USER.match(word)
+        if user and actor is None:
+            actor = user.group(1)
+        elif provider_from_name(word) is not None and provider is None:
+            provider = provider_from_name(word)
+        elif word.startswith("<@") or word.startswith("@"):
+            raise UsageError(f"`{_show(word)}` is not a Slack user: mention them, like @alice", verb)
+        elif target is None:
+            target = _target(word, verb)
+        else:
+            raise UsageError(f"`{_show(word)}` is not an audit filter", verb)
+        i += 1
+    return Audit(target, actor, provider, since, limit)
+
+
+def _show(text: str, limit: int = 40) -> str:
+    printable = "".join(ch if ch.isprintable() and ch not in "`<>&" else "?" for ch in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"

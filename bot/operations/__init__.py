@@ -1,0 +1,1 @@
+"""One use case per verb: permission and policy, ledger intent, provider call, ledger outcome."""

@@ -1,0 +1,92 @@
+"""/sms list and /sms audit: read what the ledger knows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot import commands
+from bot.operations.common import Invoker, when
+from bot.operations.results import Reply, Tone
+from bot.providers.registry import display
+from bot.services import Services
+from db.audit import AuditFilter, query
+from db.models import Action, LedgerEntry, Outcome
+
+PAGE = 20
+
+
+async def list_sends(services: Services, who: Invoker, cmd: commands.ListSends) -> Reply:
+    owner = who.user if cmd.scope == "mine" else None
+    sends = await services.db(services.store.upcoming, services.now(), owner, 50)
+    whose = "your" if owner else "all"
+    if not sends:
+        return Reply(Tone.INFO, f"No upcoming sends ({whose}).")
+    lines = [
+        f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} recipient(s) · "
+        f"by <@{s.created_by}> · {s.state}"
+        + (f" · “{s.text_preview[:60]}”" if s.text_preview else "")
+        for s in sends
+    ]
+    return Reply(Tone.INFO, f"{len(sends)} upcoming send(s) ({whose}), soonest first:", lines)
+
+
+async def audit(services: Services, who: Invoker, cmd: commands.Audit, before_seq: int | None = None) -> Reply:
+    actor = cmd.actor
+    if not services.permissions.may_read_all_audit(who.user):
+        if actor is not None and actor != who.user:
+            await services.db(services.store.record, who.draft(
+                Action.REFUSED, Outcome.REFUSED, detail=f"audit of {actor} refused: not an auditor"))
+            return Reply(Tone.REFUSED, "You may read only your own actions: auditors (SMS_AUDITORS) and admins "
+                                       "may read everyone's.")
+        actor = who.user
+    flt = AuditFilter(target=cmd.target.id if cmd.target else None, actor=actor,
+                      provider=str(cmd.provider) if cmd.provider else None, since=cmd.since,
+                      limit=cmd.limit + 1, before_seq=before_seq)
+    entries = await services.db(query, services.engine, flt)
+    more = len(entries) > cmd.limit
+    entries = entries[: cmd.limit]
+    tz = await _tz(services, who.user)
+    if not entries:
+        return Reply(Tone.INFO, "No ledger entries match.", tz=tz)
+    lines = [_line(e, tz) for e in entries]
+    token = None
+    if more and not cmd.target:
+        token = json.dumps({"t": None, "a": actor, "p": flt.provider,
+                            "s": cmd.since.isoformat() if cmd.since else None, "l": cmd.limit,
+                            "b": entries[-1].seq}, separators=(",", ":"))
+    what = f"`{cmd.target.id}`, oldest first" if cmd.target else "newest first"
+    return Reply(Tone.INFO, f"{len(entries)} ledger entr{'y' if len(entries) == 1 else 'ies'} ({what}), "
+                            f"times in {tz}:", lines, more=token, tz=tz)
+
+
+def audit_from_token(token: str) -> tuple[commands.Audit, int]:
+    data = json.loads(token)
+    since = datetime.fromisoformat(data["s"]) if data.get("s") else None
+    provider = commands.provider_from_name(data["p"]) if data.get("p") else None
+    return commands.Audit(None, data.get("a"), provider, since, int(data.get("l", PAGE))), int(data["b"])
+
+
+async def _tz(services: Services, user: str) -> str:
+    if services.tz_of is None:
+        return "UTC"
+    try:
+        name = await services.tz_of(user)
+        ZoneInfo(name)
+        return str(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return "UTC"
+    except Exception:  # the reader's zone is a nicety; never fail the audit over it
+        return "UTC"
+
+
+def _line(entry: LedgerEntry, tz: str) -> str:
+    local = entry.at.astimezone(ZoneInfo(tz))
+    utc = entry.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = f"<!date^{int(entry.at.timestamp())}^{{date_short}} {{time_secs}}|{local:%Y-%m-%d %H:%M:%S %Z}>"
+    who = "system" if entry.actor == "system" else f"<@{entry.actor}>"
+    target = f" {display(entry.provider)} `{entry.target}`" if entry.target and entry.provider else ""
+    mark = {"ok": "", "refused": " ⛔", "error": " ⚠️"}.get(entry.outcome, "")
+    detail = f" — {entry.detail}" if entry.detail else ""
+    return f"• {stamp} ({utc}) {who} *{entry.action}*{mark}{target}{detail}"

@@ -1,0 +1,67 @@
+"""/sms status and /sms providers: the providers' own view."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.ids import TargetRef
+from bot.operations.common import Invoker, Stop, describe_error, resolve, when
+from bot.operations.results import Reply, Tone
+from bot.providers.base import ProviderError
+from bot.providers.registry import CREDENTIALS, display
+from bot.services import Services
+
+PING_TIMEOUT = 5.0
+
+
+async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
+    try:
+        found = await resolve(services, ref)
+    except Stop as stop:
+        return stop.reply
+    try:
+        state = await found.provider.status(found.target)
+    except ProviderError as error:
+        return Reply(Tone.ERROR, describe_error(error))
+    if found.send is not None and found.send.provider_status != state.status:
+        await services.db(services.store.set_state, found.send.id, _tracked_state(found.send.state, state.state),
+                          state.status, state.send_at)
+        if state.state.is_final:
+            services.reminders.drop(found.send.id)
+    details = [
+        f"Status: `{state.status}`",
+        f"Send time: {when(state.send_at) if state.send_at else 'not scheduled'}",
+        f"Recipients: {state.recipient_count or len(state.recipients)}"
+        + (f" ({', '.join(state.recipients[:5])}{'…' if len(state.recipients) > 5 else ''})"
+           if state.recipients else ""),
+    ]
+    if found.send is not None:
+        details.append(f"Scheduled through the bot by <@{found.send.created_by}>")
+    return Reply(Tone.INFO, f"{display(found.provider_name)} `{found.target}` is `{state.status}`.", details)
+
+
+def _tracked_state(current: str, seen: object) -> str:
+    value = str(seen)
+    return current if value == "unknown" else value
+
+
+async def providers(services: Services, who: Invoker) -> Reply:
+    names = list(services.providers)
+
+    async def check(name: str) -> str:
+        provider = services.providers[name]  # type: ignore[index]
+        try:
+            await asyncio.wait_for(provider.ping(), PING_TIMEOUT)
+        except ProviderError as error:
+            return f"• {display(name)}: configured, but {describe_error(error)}"
+        except TimeoutError:
+            return f"• {display(name)}: configured, but it did not answer within {PING_TIMEOUT:.0f}s"
+        return f"• {display(name)}: configured and answering"
+
+    lines = list(await asyncio.gather(*(check(n) for n in names)))
+    for name, creds in CREDENTIALS.items():
+        if name not in services.providers:
+            lines.append(f"• {display(name)}: not configured (set {creds})")
+    tone = Tone.INFO if names else Tone.ERROR
+    head = f"{len(names)} of {len(CREDENTIALS)} providers configured." if names else "No provider is configured."
+    return Reply(tone, head, lines)

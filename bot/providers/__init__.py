@@ -1,0 +1,1 @@
+"""Provider clients: httpx lives here and nowhere above."""

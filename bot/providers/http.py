@@ -1,0 +1,280 @@
+"""The HTTP plumbing the provider clients share: timeouts, safe retries, and error mapping.
+
+Retries follow one rule: repeat only what is harmless to repeat. Reads, cancels and deletes are
+retried on 5xx, dropped connections and timeouts; a 429 is retried after the provider's
+Retry-After (or rate-limit reset) for every request, because the provider did not act on it.
+A non-idempotent request (a send, a schedule) is never repeated after a timeout or 5xx: the caller
+must ask the provider what happened first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bot.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
+from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.ratelimit import RateLimiter, default_limiter
+
+log = logging.getLogger(__name__)
+
+# Set by whoever wants to hear about retries (e.g. to tell the user "Telnyx is slow, retrying…").
+RetryListener = Callable[[str, int, ProviderError], Awaitable[None]]
+retry_listener: contextvars.ContextVar[RetryListener | None] = contextvars.ContextVar(
+    "retry_listener", default=None
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # total attempts for a request that may be repeated
+    backoff: float = 0.25  # seconds before the 2nd attempt; doubles each time, with jitter
+    max_wait: float = 20.0  # the longest Retry-After we are willing to honour inline
+
+
+ErrorParser = Callable[[httpx.Response, Any], ProviderError]
+HeaderFactory = Callable[[], Mapping[str, str]]
+
+
+def parse_retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait, from Retry-After or the providers' rate-limit reset headers."""
+    for header in ("retry-after", "x-ratelimit-reset", "ratelimit-reset"):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        # x-ratelimit-reset may be an epoch timestamp rather than a delay
+        if seconds > 10**9:
+            import time
+
+            seconds = seconds - time.time()
+        return max(0.0, seconds)
+    return None
+
+
+class ProviderHTTP:
+    """An httpx.AsyncClient bound to one provider, with its error parser and auth headers."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        error_parser: ErrorParser,
+        auth_headers: HeaderFactory,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        self.provider = provider
+        # paces every request of this client (see bot/providers/ratelimit.py)
+        self.rate_limiter = rate_limiter if rate_limiter is not None else default_limiter(provider)
+        self._error_parser = error_parser
+        self._auth_headers = auth_headers
+        self._retry = retry or RetryPolicy()
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "smsops/0.1"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool,
+        operation: str | None = None,
+    ) -> Any:
+        """Send, retrying where safe; return the decoded JSON body (or None for an empty body).
+
+        `operation` names the call in the metrics (`smsops_provider_calls_total` and
+        `smsops_provider_call_seconds`); by default it is the method and the path with its ids
+        replaced, such as `DELETE /messages/{id}`."""
+        operation = operation or operation_of(method, path)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._once(method, path, json_body=json_body, params=params, operation=operation)
+            except ProviderError as error:
+                if not self._should_retry(error, idempotent, attempt):
+                    raise
+                wait = self._wait_for(error, attempt)
+                listener = retry_listener.get()
+                if listener is not None:
+                    try:
+                        await listener(self.provider, attempt, error)
+                    except Exception:  # a listener must never break the call itself
+                        log.exception("retry listener failed")
+                log.info(
+                    "provider retry",
+                    extra={"provider": self.provider, "attempt": attempt, "error": str(error), "wait": wait},
+                )
+                await asyncio.sleep(wait)
+
+    def _should_retry(self, error: ProviderError, idempotent: bool, attempt: int) -> bool:
+        if attempt >= self._retry.attempts:
+            return False
+        if error.kind is ErrorKind.RATE_LIMITED:
+            return error.retry_after is None or error.retry_after <= self._retry.max_wait
+        return idempotent and error.kind in {ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT}
+
+    def _wait_for(self, error: ProviderError, attempt: int) -> float:
+        if error.retry_after is not None:
+            return error.retry_after
+        base = self._retry.backoff * (2 ** (attempt - 1))
+        return base + random.uniform(0, base / 2)
+
+    async def _once(
+        self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
+        operation: str | None = None,
+    ) -> Any:
+        """One HTTP exchange, counted and timed (each attempt of a retried request is one call)."""
+        operation = operation or operation_of(method, path)
+        await self.rate_limiter.acquire(self._retry.max_wait)  # our own pacing: not the provider's time
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._exchange(method, path, json_body=json_body, params=params)
+        except ProviderError as error:
+            outcome = str(error.kind)
+            raise
+        except Exception:
+            outcome = "error"  # a bug or an unexpected library error, not an answer from the provider
+            raise
+        except BaseException:
+            outcome = "cancelled"  # a shutdown or a caller's timeout: neither ok nor an answer
+            raise
+        finally:
+            self.rate_limiter.release()
+            PROVIDER_SECONDS.labels(provider=self.provider, operation=operation).observe(
+                time.perf_counter() - started)
+            PROVIDER_CALLS.labels(provider=self.provider, operation=operation, outcome=outcome).inc()
+
+    async def _exchange(
+        self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None
+    ) -> Any:
+        headers = dict(self._auth_headers())  # fresh on every attempt (Solapi signs each one)
+        try:
+            response = await self._client.request(
+                method, path, json=json_body, params=params, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                self.provider, ErrorKind.TIMEOUT, f"no answer in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                self.provider, ErrorKind.UNAVAILABLE, f"connection failed ({type(exc).__name__})"
+            ) from exc
+        if response.status_code != 429:
+            self.rate_limiter.observe(response.headers)
+        body = _decode(response)
+        if response.is_success:
+            if body is _UNREADABLE:
+                raise ProviderError(
+                    self.provider,
+                    ErrorKind.GARBAGE,
+                    f"unreadable answer: {_snippet(response)}",
+                    http_status=response.status_code,
+                )
+            return body
+        if response.status_code == 429:
+            error = self._error_parser(response, None if body is _UNREADABLE else body)
+            error.kind = ErrorKind.RATE_LIMITED
+            # The headers win; a parser may supply a provider-specific fallback (HighLevel sends
+            # no Retry-After, only its window length).
+            header_wait = parse_retry_after(response)
+            if header_wait is not None:
+                error.retry_after = header_wait
+            self.rate_limiter.penalise(error.retry_after, response.headers)  # every caller backs off
+            raise error
+        if response.status_code >= 500:
+            parsed = self._error_parser(response, None if body is _UNREADABLE else body)
+            parsed.kind = ErrorKind.UNAVAILABLE
+            raise parsed
+        if body is _UNREADABLE:
+            raise ProviderError(
+                self.provider,
+                ErrorKind.GARBAGE,
+                f"unreadable error answer: {_snippet(response)}",
+                http_status=response.status_code,
+            )
+        raise self._error_parser(response, body)
+
+
+_STATIC_SEGMENT = re.compile(r"^(?:v\d{1,2}|[a-z][a-z_-]{0,23})$")
+
+
+def operation_of(method: str, path: str) -> str:
+    """`DELETE /messages/0b5c…` → `DELETE /messages/{id}`: a metric label that does not grow with ids.
+
+    A path segment stays when it is a lowercase word or an API version; anything else (UUIDs,
+    Solapi group ids, HighLevel's mixed-case ids, numbers, escaped text) becomes `{id}`."""
+    bare = path.split("?", 1)[0]
+    segments = ["{id}" if seg and not _STATIC_SEGMENT.match(seg) else seg for seg in bare.split("/")]
+    return f"{method.upper()} {'/'.join(segments)}"
+
+
+class _Unreadable:
+    pass
+
+
+_UNREADABLE: Any = _Unreadable()
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return _UNREADABLE
+
+
+def _snippet(response: httpx.Response, limit: int = 80) -> str:
+    text = response.content[:limit].decode("utf-8", "replace").replace("\n", " ").strip()
+    ctype = response.headers.get("content-type", "no content type")
+    return f"{ctype}, starting {text!r}"
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 404:
+        return ErrorKind.NOT_FOUND
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status >= 500:
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.REJECTED
+
+
+def garbage(provider: str, what: str) -> ProviderError:
+    """A body that parsed as JSON but is not what the provider documents."""
+    return ProviderError(provider, ErrorKind.GARBAGE, f"unexpected answer: {what}")

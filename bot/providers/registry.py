@@ -1,0 +1,61 @@
+"""Build the configured provider clients from settings; an unconfigured provider is not offered."""
+
+from __future__ import annotations
+
+from bot.providers.base import Provider, ProviderName
+from bot.settings import Settings
+
+CREDENTIALS: dict[ProviderName, str] = {
+    ProviderName.SOLAPI: "SOLAPI_API_KEY and SOLAPI_API_SECRET",
+    ProviderName.HIGHLEVEL: "HIGHLEVEL_TOKEN",
+    ProviderName.TELNYX: "TELNYX_API_KEY",
+}
+
+DISPLAY: dict[ProviderName, str] = {
+    ProviderName.SOLAPI: "Solapi",
+    ProviderName.HIGHLEVEL: "HighLevel",
+    ProviderName.TELNYX: "Telnyx",
+}
+
+
+def display(name: str) -> str:
+    try:
+        return DISPLAY[ProviderName(name)]
+    except ValueError:
+        return name
+
+
+def build_providers(settings: Settings) -> dict[ProviderName, Provider]:
+    from bot.providers.highlevel import HighLevelClient
+    from bot.providers.solapi import SolapiClient
+    from bot.providers.telnyx import TelnyxClient
+
+    connect, read = settings.provider_connect_timeout, settings.provider_read_timeout
+    providers: dict[ProviderName, Provider] = {}
+    if settings.solapi_api_key and settings.solapi_api_secret:
+        providers[ProviderName.SOLAPI] = SolapiClient(
+            settings.solapi_api_key.get_secret_value(),
+            settings.solapi_api_secret.get_secret_value(),
+            base_url=settings.solapi_base_url,
+            sender=settings.solapi_from,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    if settings.highlevel_token:
+        providers[ProviderName.HIGHLEVEL] = HighLevelClient(
+            settings.highlevel_token.get_secret_value(),
+            location_id=settings.highlevel_location_id,
+            base_url=settings.highlevel_base_url,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    if settings.telnyx_api_key:
+        providers[ProviderName.TELNYX] = TelnyxClient(
+            settings.telnyx_api_key.get_secret_value(),
+            base_url=settings.telnyx_base_url,
+            sender=settings.telnyx_from,
+            messaging_profile_id=settings.telnyx_messaging_profile_id,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    return providers

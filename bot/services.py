@@ -1,0 +1,66 @@
+"""The things every operation needs, built once per process and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine
+
+from bot.clock import Clock, SystemClock
+from bot.notify import Notifier, NullNotifier
+from bot.policy import Permissions
+from bot.providers.base import Provider, ProviderName
+from bot.settings import Settings
+from db.ledger import Ledger
+from db.models import TrackedSend
+from db.store import Store
+
+T = TypeVar("T")
+
+
+class ReminderPlanner(Protocol):
+    def plan(self, send: TrackedSend) -> None: ...
+
+    def drop(self, send_id: str) -> None: ...
+
+
+class NoReminders:
+    def plan(self, send: TrackedSend) -> None:
+        return None
+
+    def drop(self, send_id: str) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    providers: dict[ProviderName, Provider]
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier = field(default_factory=NullNotifier)
+    reminders: ReminderPlanner = field(default_factory=NoReminders)
+    tz_of: Callable[[str], Any] | None = None  # async (user id) -> IANA zone name, set by the Slack layer
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.engine, self.clock)
+        self.ledger = Ledger(self.engine, self.clock)
+        self.permissions = Permissions(
+            admins=self.settings.sms_admins,
+            auditors=self.settings.sms_auditors,
+            require_second_approver=self.settings.sms_require_second_approver,
+        )
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) database call off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def now(self) -> Any:
+        return self.clock.now()
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()

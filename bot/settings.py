@@ -1,0 +1,99 @@
+"""Settings from the environment (and `.env`), as the interface contract lists them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.durations import parse_duration, parse_duration_list
+
+
+def _id_set(value: object) -> frozenset[str]:
+    if value is None or value == "":
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.replace(" ", ",").split(",") if part.strip())
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(str(v) for v in value)
+    raise ValueError("expected a comma-separated list of Slack user ids")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on every interface
+    port: int = 3000
+    database_url: str = "sqlite:///./smsops.db"
+
+    solapi_api_key: SecretStr | None = None
+    solapi_api_secret: SecretStr | None = None
+    solapi_base_url: str = "https://api.solapi.com"
+    solapi_from: str | None = None
+
+    highlevel_token: SecretStr | None = None
+    highlevel_location_id: str | None = None
+    highlevel_base_url: str = "https://services.leadconnectorhq.com"
+
+    telnyx_api_key: SecretStr | None = None
+    telnyx_base_url: str = "https://api.telnyx.com/v2"
+    telnyx_from: str | None = None
+    telnyx_messaging_profile_id: str | None = None
+    telnyx_public_key: str | None = None  # base64 ed25519 key for delivery webhooks
+
+    telnyx_cancel_guard: timedelta = timedelta(seconds=60)
+    reminder_leads: Annotated[list[timedelta], NoDecode] = Field(default_factory=lambda: [timedelta(minutes=15)])
+    approval_ttl: timedelta = timedelta(hours=24)
+    reconcile_after: timedelta = timedelta(minutes=2)  # an open intent older than this is reconciled
+
+    sms_admins: Annotated[frozenset[str], NoDecode] = frozenset()
+    sms_auditors: Annotated[frozenset[str], NoDecode] = frozenset()
+    sms_require_second_approver: bool = False
+    sms_channel: str | None = None
+
+    provider_connect_timeout: float = 5.0
+    provider_read_timeout: float = 15.0
+    log_level: str = "INFO"
+
+    @field_validator("telnyx_cancel_guard", "approval_ttl", "reconcile_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_duration(value)
+        return value
+
+    @field_validator("reminder_leads", mode="before")
+    @classmethod
+    def _leads(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_duration_list(value)
+        return value
+
+    @field_validator("sms_admins", "sms_auditors", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> frozenset[str]:
+        return _id_set(value)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret's value, for the log redactor."""
+        values = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.solapi_api_secret,
+            self.solapi_api_key,
+            self.highlevel_token,
+            self.telnyx_api_key,
+        ]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

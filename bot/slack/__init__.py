@@ -1,0 +1,1 @@
+"""The Slack side: listeners, Block Kit rendering, the notifier."""

@@ -1,0 +1,11 @@
+"""Every action id the bot's buttons use, in one place."""
+
+from enum import StrEnum
+
+
+class ActionId(StrEnum):
+    CANCEL_BATCH = "sms_cancel"  # value: batch id (schedule notices, reminders)
+    APPROVE = "sms_approve"  # value: approval id
+    REJECT = "sms_reject"  # value: approval id
+    AUDIT_MORE = "sms_audit_more"  # value: paging token
+    HOME_REFRESH = "sms_home_refresh"

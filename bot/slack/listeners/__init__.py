@@ -1,0 +1,14 @@
+"""Each listener kind registers itself on the app."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.services import Services
+from bot.slack.listeners import actions, commands, home
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    commands.register(app, services)
+    actions.register(app, services)
+    home.register(app, services)

@@ -1,0 +1,85 @@
+"""Button clicks: ack at once, re-read the record the button is bound to, act once, update the message."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.metrics import ACK_SECONDS, CLICKS
+from bot.operations import approval, listing
+from bot.operations.batch import cancel_batch
+from bot.services import Services
+from bot.slack.ids import ActionId
+from bot.slack.listeners.context import (
+    answer,
+    finish_request,
+    guarded,
+    invoker_from_action,
+    new_request_id,
+    open_request,
+    quoted,
+)
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    async def on_cancel(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+                        context: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        rid = context.get("request_id") or new_request_id()
+        who = invoker_from_action(body, rid)
+        request = await open_request(services, who, f"Cancel click on batch {quoted(str(action.get('value', '')))}")
+        await ack()
+        ACK_SECONDS.labels(kind="action").observe(time.perf_counter() - started)
+
+        async def work() -> None:
+            reply = await cancel_batch(services, who, str(action.get("value", "")))
+            CLICKS.labels(action="cancel", outcome=reply.tone.value).inc()
+            await answer(respond, reply)
+
+        await guarded(respond, rid, work)
+        await finish_request(services, request)
+
+    async def on_decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+                        context: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        rid = context.get("request_id") or new_request_id()
+        who = invoker_from_action(body, rid)
+        approve = action.get("action_id") == ActionId.APPROVE
+        request = await open_request(services, who, f"{'Approve' if approve else 'Cancel'} click on approval "
+                                                    f"request {quoted(str(action.get('value', '')))}")
+        await ack()
+        ACK_SECONDS.labels(kind="action").observe(time.perf_counter() - started)
+
+        async def work() -> None:
+            reply = await approval.decide(services, who, str(action.get("value", "")), approve)
+            CLICKS.labels(action="approve" if approve else "reject", outcome=reply.tone.value).inc()
+            await answer(respond, reply)
+
+        await guarded(respond, rid, work)
+        await finish_request(services, request)
+
+    async def on_more(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
+                      context: dict[str, Any]) -> None:
+        await ack()
+        rid = context.get("request_id") or new_request_id()
+        who = invoker_from_action(body, rid)
+
+        async def work() -> None:
+            try:
+                cmd, before = listing.audit_from_token(str(action.get("value", "")))
+            except (ValueError, KeyError, TypeError):
+                return
+            reply = await listing.audit(services, who, cmd, before_seq=before)
+            ephemeral = bool((body.get("container") or {}).get("is_ephemeral", True))
+            await answer(respond, reply, replace=ephemeral)
+
+        await guarded(respond, rid, work)
+
+    app.action(ActionId.CANCEL_BATCH.value)(on_cancel)
+    app.action(ActionId.APPROVE.value)(on_decide)
+    app.action(ActionId.REJECT.value)(on_decide)
+    app.action(ActionId.AUDIT_MORE.value)(on_more)

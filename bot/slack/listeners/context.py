@@ -1,0 +1,97 @@
+"""What every listener needs from a Slack payload, and the apology when something breaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.logs import request_id
+from bot.operations.common import Invoker
+from bot.operations.reconcile import REQUEST
+from bot.operations.results import Reply, Tone
+from bot.services import Services
+from bot.slack.blocks import reply_blocks, reply_text
+from db.models import Intent
+from db.store import new_id
+
+log = logging.getLogger("bot.slack")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def invoker_from_command(command: dict[str, Any], rid: str) -> Invoker:
+    return Invoker(user=command.get("user_id", ""), team=command.get("team_id"),
+                   channel=command.get("channel_id"), request_id=rid)
+
+
+def invoker_from_action(body: dict[str, Any], rid: str) -> Invoker:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    return Invoker(user=(body.get("user") or {}).get("id", ""), team=team, channel=channel, request_id=rid)
+
+
+async def answer(respond: AsyncRespond, reply: Reply, *, replace: bool = False) -> None:
+    await respond(text=reply_text(reply), blocks=reply_blocks(reply), response_type="ephemeral",
+                  replace_original=replace, delete_original=False)
+
+
+def apology(rid: str) -> Reply:
+    """What the user reads when the bot broke: short, with the id to find the log line by."""
+    return Reply(Tone.ERROR, f"Sorry, something went wrong on our side (ref `{rid}`). Nothing more will happen "
+                             "for this request; the ledger shows what was done.")
+
+
+async def guarded(respond: AsyncRespond, rid: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run post-ack work; on any unexpected error log it and apologise with the request id."""
+    token = request_id.set(rid)
+    try:
+        await work()
+    except Exception:
+        log.exception("listener failed", extra={"request_id": rid})
+        try:
+            await answer(respond, apology(rid))
+        except Exception:
+            log.exception("could not send the apology")
+    finally:
+        request_id.reset(token)
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """A user's own words, safe to echo in a channel message: inline code, no mentions or links."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    return f"`{text}`"
+
+
+async def open_request(services: Services, who: Invoker, what: str) -> str | None:
+    """Record a request before it is acked; closed by `finish_request` once it was answered. One left
+    open by a crash is reported in its channel after the restart (bot/operations/reconcile.py), so an
+    acked request is never dropped silently. Returns the record's id (None if it could not be written:
+    the request still goes ahead)."""
+    intent = Intent(id=new_id(), operation=REQUEST, provider="slack", actor=who.user[:64],
+                    team=(who.team or None) and who.team[:32], channel=(who.channel or None) and who.channel[:64],
+                    payload=json.dumps({"request_id": who.request_id, "what": what}),
+                    started_at=services.now())
+    try:
+        await services.db(services.store.open_intent, intent)
+    except Exception:
+        log.exception("could not record the request")
+        return None
+    return intent.id
+
+
+async def finish_request(services: Services, intent_id: str | None) -> None:
+    if intent_id is None:
+        return
+    try:
+        await services.db(services.store.close_intent, intent_id)
+    except Exception:
+        log.exception("could not close the request record")

@@ -1,0 +1,1 @@
+"""The ledger and the bot's state: models, queries, migrations."""

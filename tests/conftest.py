@@ -1,0 +1,139 @@
+"""Fixtures shared by every test: real databases, the fake Slack, the fake providers, the bot."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fakes.slack import FakeSlack
+
+# Watches the whole session for secrets in logs, Slack answers and the ledger (tests/faults/secrets_plugin.py).
+pytest_plugins = ["tests.faults.secrets_plugin"]
+
+PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def create_pg_database() -> tuple[str, str]:
+    """A fresh PostgreSQL database for one test; returns (SQLAlchemy URL, name)."""
+    name = f"smsops_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}", name
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'smsops.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    url, name = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'smsops.db'}"
+        return
+    url, name = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+# --- the fake providers and the bot wired to them -------------------------------------------------
+from tests.fakes.highlevel import FakeHighLevel  # noqa: E402
+from tests.fakes.solapi import FakeSolapi  # noqa: E402
+from tests.fakes.telnyx import FakeTelnyx  # noqa: E402
+from tests.support.harness import BotHarness  # noqa: E402
+
+
+@pytest.fixture
+def telnyx() -> Iterator[FakeTelnyx]:
+    fake = FakeTelnyx().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def solapi() -> Iterator[FakeSolapi]:
+    fake = FakeSolapi().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def highlevel() -> Iterator[FakeHighLevel]:
+    fake = FakeHighLevel().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def provider_settings(telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHighLevel) -> dict[str, object]:
+    return {
+        "telnyx_api_key": telnyx.api_key,
+        "telnyx_base_url": telnyx.base_url,
+        "telnyx_from": "+18445550001",
+        "solapi_api_key": solapi.api_key,
+        "solapi_api_secret": solapi.api_secret,
+        "solapi_base_url": solapi.url,
+        "solapi_from": "029302266",
+        "highlevel_token": highlevel.token,
+        "highlevel_location_id": highlevel.location_id,
+        "highlevel_base_url": highlevel.base_url,
+    }
+
+
+@pytest.fixture
+def make_bot(slack: FakeSlack, telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHighLevel,
+             sqlite_url: str) -> Iterator[object]:
+    """A factory: make_bot(**settings) starts a bot wired to every fake (SQLite unless database_url=…)."""
+    started: list[BotHarness] = []
+
+    def make(**settings: object) -> BotHarness:
+        values = {"database_url": sqlite_url, **provider_settings(telnyx, solapi, highlevel), **settings}
+        url = str(values.pop("database_url"))
+        harness = BotHarness(slack, url, **values).start()
+        started.append(harness)
+        return harness
+
+    yield make
+    for harness in started:
+        harness.stop()
+
+
+@pytest.fixture
+def bot(make_bot: object) -> BotHarness:
+    return make_bot()  # type: ignore[operator,no-any-return]

@@ -1,0 +1,224 @@
+"""A fake Slack Web API (and response_url endpoint) that records every call, as Slack would see it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tests.fakes.server import FakeServer
+
+BOT_USER_ID = "UBOT00001"
+TEAM_ID = "T0TEST001"
+
+
+@dataclass
+class SlackCall:
+    method: str
+    args: dict[str, Any]
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class PostedMessage:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions, oldest first
+
+
+class FakeSlack:
+    """State: posted messages by (channel, ts), every Web API call, every response_url post."""
+
+    def __init__(self, token: str = "xoxb-test-token", user_tz: dict[str, str] | None = None,
+                 app_token: str = "xapp-1-test-app-token") -> None:
+        self.token = token
+        self.app_token = app_token
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # Socket Mode: envelope id -> the app's ack
+        self._sockets: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
+        self.user_tz = user_tz or {}
+        self.calls: list[SlackCall] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []  # (response_url token, payload)
+        self.messages: dict[tuple[str, str], PostedMessage] = {}
+        self.views: dict[str, dict[str, Any]] = {}
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+        self._response_uses: dict[str, int] = {}
+        app = Starlette(routes=[
+            Route("/api/{method}", self._api, methods=["GET", "POST"]),
+            Route("/response/{token}", self._response, methods=["POST"]),
+            WebSocketRoute("/link", self._socket),
+        ])
+        self.server = FakeServer(app)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FakeSlack:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.server.url}/api/"
+
+    def response_url(self, token: str = "") -> str:
+        return f"{self.server.url}/response/{token or next(self._ts)}"
+
+    # --- queries for tests -----------------------------------------------------------------
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def responses_to(self, token: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [payload for t, payload in self.responses if t == token]
+
+    def channel_messages(self, channel: str) -> list[PostedMessage]:
+        with self._lock:
+            return [m for (ch, _), m in self.messages.items() if ch == channel]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s")
+
+    # --- handlers --------------------------------------------------------------------------
+    async def _api(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        args: dict[str, Any] = dict(request.query_params)
+        raw = await request.body()
+        ctype = request.headers.get("content-type", "")
+        if raw:
+            if "json" in ctype:
+                args.update(json.loads(raw))
+            else:
+                args.update(dict(parse_qsl(raw.decode())))
+        for key in ("blocks", "attachments", "view"):
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or args.get("token", "")
+        with self._lock:
+            self.calls.append(SlackCall(method, args))
+        if method == "apps.connections.open":
+            if token != self.app_token:
+                return JSONResponse({"ok": False, "error": "invalid_auth"})
+            return JSONResponse({"ok": True, "url": f"ws://127.0.0.1:{self.server.port}/link"})
+        if token != self.token:
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return JSONResponse({"ok": False, "error": "unknown_method"})
+        return JSONResponse(handler(args))
+
+    def _m_auth_test(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://test.slack.com/", "team": "Test", "user": "smsops",
+                "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": "BBOT00001", "is_enterprise_install": False}
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        msg = PostedMessage(channel, ts, args.get("text", ""), args.get("blocks") or [])
+        with self._lock:
+            self.messages[(channel, ts)] = msg
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": msg.text, "ts": ts}}
+
+    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (args.get("channel", ""), args.get("ts", ""))
+        with self._lock:
+            msg = self.messages.get(key)
+            if msg is None:
+                return {"ok": False, "error": "message_not_found"}
+            msg.history.append({"text": msg.text, "blocks": msg.blocks})
+            msg.text = args.get("text", msg.text)
+            msg.blocks = args.get("blocks") or []
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = args.get("user", "")
+        tz = self.user_tz.get(user, "UTC")
+        return {"ok": True, "user": {"id": user, "name": user.lower(), "tz": tz, "tz_label": tz}}
+
+    def _m_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.views[args.get("user_id", "")] = args.get("view") or {}
+        return {"ok": True, "view": {"id": "V1"}}
+
+    # --- Socket Mode ---------------------------------------------------------------------------
+    @property
+    def socket_connected(self) -> bool:
+        with self._lock:
+            return bool(self._sockets)
+
+    def send_envelope(self, kind: str, payload: dict[str, Any]) -> str:
+        """Deliver an event over the app's socket as Slack does; returns the envelope id."""
+        envelope_id = f"env-{next(self._ts)}"
+        message = {"envelope_id": envelope_id, "type": kind, "payload": payload,
+                   "accepts_response_payload": kind in ("slash_commands", "interactive"), "retry_attempt": 0}
+        with self._lock:
+            loop, queue = self._sockets[-1]
+        loop.call_soon_threadsafe(queue.put_nowait, message)
+        return envelope_id
+
+    async def _socket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        entry = (asyncio.get_running_loop(), queue)
+        await websocket.send_json({"type": "hello", "num_connections": 1,
+                                   "connection_info": {"app_id": "A0SMSOPS1"},
+                                   "debug_info": {"host": "fake", "approximate_connection_time": 3600}})
+        with self._lock:
+            self._sockets.append(entry)
+
+        async def writer() -> None:
+            while True:
+                await websocket.send_json(await queue.get())
+
+        task = asyncio.create_task(writer())
+        try:
+            while True:
+                ack = json.loads(await websocket.receive_text())
+                if "envelope_id" in ack:
+                    with self._lock:
+                        self.socket_acks[str(ack["envelope_id"])] = ack
+        except WebSocketDisconnect:
+            pass
+        finally:
+            task.cancel()
+            with self._lock:
+                self._sockets.remove(entry)
+
+    async def _response(self, request: Request) -> PlainTextResponse:
+        token = request.path_params["token"]
+        payload = json.loads(await request.body())
+        with self._lock:
+            uses = self._response_uses.get(token, 0) + 1
+            self._response_uses[token] = uses
+            if uses > 5:  # Slack: a response_url may be used up to 5 times
+                return PlainTextResponse("used_url", status_code=404)
+            self.responses.append((token, payload))
+        return PlainTextResponse("ok")

@@ -1,0 +1,9 @@
+"""The fakes validate requests against the OpenAPI specs; make sure that never silently turns off."""
+
+from tests.fakes.highlevel import FakeHighLevel
+from tests.fakes.telnyx import FakeTelnyx
+
+
+def test_the_fakes_validate_against_the_specs():
+    assert FakeTelnyx().validating
+    assert FakeHighLevel().validating

@@ -1,0 +1,99 @@
+"""A bot's services without Slack: real database, fake Telnyx, a notifier that records cards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from bot.operations.results import Card
+from bot.providers.registry import build_providers
+from bot.reminders import Reminders
+from bot.services import Services
+from bot.settings import Settings
+from db.engine import make_engine
+from db.migrate import upgrade
+from db.models import LedgerEntry, ReminderClaim, TrackedSend
+from db.store import new_id
+from tests.fakes.telnyx import FakeTelnyx
+
+
+@dataclass
+class RecordingNotifier:
+    cards: list[tuple[str, Card]] = field(default_factory=list)
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    fail: bool = False
+
+    async def post_card(self, channel: str, card: Card) -> str | None:
+        if self.fail:
+            return None
+        self.cards.append((channel, card))
+        return f"{len(self.cards)}.000001"
+
+    async def update_card(self, channel: str, ts: str, card: Card) -> bool:
+        return True
+
+    async def post_text(self, channel: str, text: str) -> str | None:
+        self.texts.append((channel, text))
+        return "1.0"
+
+
+def make_services(url: str, telnyx: FakeTelnyx, **settings: Any) -> Services:
+    values: dict[str, Any] = {
+        "database_url": url, "telnyx_api_key": telnyx.api_key, "telnyx_base_url": telnyx.base_url,
+        "telnyx_from": "+18445550001", "reminder_leads": "1h,10m", "provider_read_timeout": 3.0,
+    }
+    values.update(settings)
+    s = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Services(settings=s, engine=make_engine(url), providers=build_providers(s), notifier=RecordingNotifier())
+
+
+def tracked(services: Services, telnyx: FakeTelnyx, send_at: datetime, batch_id: str | None = None,
+            count: int = 1, channel: str | None = "C0OPS0001", owner: str = "U0ALICE01") -> list[TrackedSend]:
+    """Messages scheduled at the fake Telnyx and in the ledger's tracked sends, as one batch."""
+    batch_id = batch_id or new_id()
+    now = datetime.now(UTC)
+    sends = []
+    for i in range(count):
+        target = telnyx.add_message(send_at=send_at, to=f"+1866555{i:04d}")
+        sends.append(TrackedSend(
+            id=new_id(), provider="telnyx", target=target, batch_id=batch_id, state="scheduled",
+            provider_status="scheduled", send_at=send_at, recipient_count=1, text_preview="Doors open at 10",
+            created_by=owner, channel=channel, created_at=now, updated_at=now))
+    services.store.add_sends(sends, [])
+    return sends
+
+
+def ledger(services: Services) -> list[LedgerEntry]:
+    with Session(services.engine) as session:
+        return list(session.exec(select(LedgerEntry).order_by(col(LedgerEntry.seq))))
+
+
+def claims(services: Services) -> list[ReminderClaim]:
+    with Session(services.engine) as session:
+        return list(session.exec(select(ReminderClaim)))
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def world(sqlite_url: str, telnyx: FakeTelnyx) -> AsyncIterator[tuple[Services, Reminders]]:
+    upgrade(sqlite_url)
+    services = make_services(sqlite_url, telnyx)
+    reminders = Reminders(services, poll_seconds=0.5)
+    services.reminders = reminders
+    reminders.start()
+    assert reminders.swept is not None
+    assert await reminders.swept == 0  # an empty database: nothing to catch up on
+    try:
+        yield services, reminders
+    finally:
+        reminders.shutdown()
+        await services.aclose()
+        services.engine.dispose()

@@ -1,0 +1,146 @@
+"""The bot, running for real on 127.0.0.1, talked to as Slack talks to it: signed HTTP."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from slack_sdk.signature import SignatureVerifier
+
+from bot.clock import Clock
+from bot.runtime import Runtime
+from bot.settings import Settings
+from tests.fakes.server import FakeServer
+from tests.fakes.slack import TEAM_ID, FakeSlack
+
+SIGNING_SECRET = "test-signing-secret-5f2c"
+BOT_TOKEN = "xoxb-test-token"
+
+
+def sign(body: str, timestamp: int | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": signature}
+
+
+class BotHarness:
+    """Starts the bot's ASGI app (with its lifespan: migrations, reminders, reconciliation)."""
+
+    def __init__(self, slack: FakeSlack, database_url: str, clock: Clock | None = None,
+                 **settings: Any) -> None:
+        self.slack = slack
+        values: dict[str, Any] = {
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_api_url": slack.api_url,
+            "database_url": database_url,
+            "provider_connect_timeout": 2.0,
+            "provider_read_timeout": 3.0,
+        }
+        values.update(settings)
+        self.settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        self.runtime = Runtime(self.settings, clock=clock)
+        self.server = FakeServer(self.runtime.asgi(), lifespan="on")
+        self.http = httpx.Client(timeout=30)
+
+    @property
+    def services(self) -> Any:
+        return self.runtime.services
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> BotHarness:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+    def __enter__(self) -> BotHarness:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what Slack sends ---------------------------------------------------------------------
+    def post_signed(self, body: str, content_type: str = "application/x-www-form-urlencoded",
+                    headers: dict[str, str] | None = None, timestamp: int | None = None) -> httpx.Response:
+        all_headers = {"content-type": content_type, **sign(body, timestamp)}
+        all_headers.update(headers or {})
+        return self.http.post(f"{self.url}/slack/events", content=body.encode(), headers=all_headers)
+
+    def command(self, text: str, user: str = "U0ALICE01", channel: str = "C0OPS0001",
+                response_token: str | None = None, **extra: Any) -> tuple[httpx.Response, str]:
+        """Send `/sms <text>`; returns the HTTP response and the response_url token to read replies."""
+        token = response_token or uuid.uuid4().hex
+        form = {
+            "token": "legacy-verification-token", "team_id": TEAM_ID, "team_domain": "test",
+            "channel_id": channel, "channel_name": "ops", "user_id": user, "user_name": user.lower(),
+            "command": "/sms", "text": text, "api_app_id": "A0SMSOPS1", "is_enterprise_install": "false",
+            "response_url": self.slack.response_url(token), "trigger_id": f"{secrets.randbelow(10**9)}.1.x",
+        }
+        form.update(extra)
+        return self.post_signed(urlencode(form)), token
+
+    def click(self, action_id: str, value: str, user: str = "U0ALICE01", channel: str = "C0OPS0001",
+              message_ts: str = "1.000001", is_ephemeral: bool = False,
+              response_token: str | None = None) -> tuple[httpx.Response, str]:
+        token = response_token or uuid.uuid4().hex
+        payload = {
+            "type": "block_actions",
+            "team": {"id": TEAM_ID, "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0SMSOPS1",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
+                          "is_ephemeral": is_ephemeral},
+            "trigger_id": f"{secrets.randbelow(10**9)}.1.x",
+            "channel": {"id": channel, "name": "ops"},
+            "message": {"type": "message", "ts": message_ts, "text": ""},
+            "response_url": self.slack.response_url(token),
+            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.post_signed(body), token
+
+    # --- what the bot answered --------------------------------------------------------------
+    def replies(self, token: str) -> list[dict[str, Any]]:
+        return self.slack.responses_to(token)
+
+    def final_reply(self, token: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The last response_url post that is not a progress note."""
+        def done() -> dict[str, Any] | None:
+            finals = [r for r in self.replies(token) if not str(r.get("text", "")).startswith("⏳")]
+            return finals[-1] if finals else None
+        return self.slack.wait_for(done, timeout)
+
+
+def reply_text(payload: dict[str, Any]) -> str:
+    """Everything a person would read in a reply: its text and its blocks' text."""
+    parts = [str(payload.get("text", ""))]
+    for block in payload.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(str(text.get("text", "")))
+        for f in block.get("fields") or []:
+            parts.append(str(f.get("text", "")))
+        for element in block.get("elements") or []:
+            if isinstance(element.get("text"), dict):
+                parts.append(str(element["text"].get("text", "")))
+            elif isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
+
+
+def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])
+            if e.get("type") == "button"]
