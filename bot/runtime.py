@@ -15,6 +15,7 @@ from bot.clock import Clock, SystemClock
 from bot.http import build_asgi
 from bot.providers.base import Provider, ProviderName
 from bot.providers.registry import build_providers
+from bot.reminders import Reminders
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.app import build_app
@@ -53,15 +54,10 @@ class Runtime:
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
         self.signing_secret = secret
         self.app = build_app(self.services, self.client, secret)
-        self.reminders: Any = None
+        self.reminders: Reminders | None = None
         if run_reminders:
-            try:  # TEMP until bot/reminders.py lands
-                from bot.reminders import Reminders
-            except ModuleNotFoundError:
-                Reminders = None  # type: ignore[assignment,misc]
-            if Reminders is not None:
-                self.reminders = Reminders(self.services)
-                self.services.reminders = self.reminders
+            self.reminders = Reminders(self.services)
+            self.services.reminders = self.reminders
         self._janitor: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
 

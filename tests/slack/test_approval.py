@@ -53,7 +53,7 @@ def test_twenty_concurrent_approvals_send_once(make_bot, solapi, database, pg_ur
 
 def test_second_approver_is_required_when_configured(make_bot, solapi):
     bot = make_bot(sms_require_second_approver=True)
-    group_id, card, named = request_approval(bot, solapi)
+    _group_id, _card, named = request_approval(bot, solapi)
     approve = named[ActionId.APPROVE]
     _, own = bot.click(approve["action_id"], approve["value"], user="U0ALICE01")
     assert "second person must approve" in reply_text(bot.final_reply(own))
@@ -64,7 +64,7 @@ def test_second_approver_is_required_when_configured(make_bot, solapi):
 
 
 def test_cancelling_the_request_sends_nothing_and_later_approve_says_so(bot, solapi):
-    group_id, card, named = request_approval(bot, solapi)
+    group_id, _card, named = request_approval(bot, solapi)
     _, c = bot.click(named[ActionId.REJECT]["action_id"], named[ActionId.REJECT]["value"])
     assert "nothing was sent" in reply_text(bot.final_reply(c))
     _, a = bot.click(named[ActionId.APPROVE]["action_id"], named[ActionId.APPROVE]["value"], user="U0BOB0001")
@@ -76,7 +76,7 @@ def test_cancelling_the_request_sends_nothing_and_later_approve_says_so(bot, sol
 def test_requests_expire(make_bot, solapi):
     clock = FrozenClock(datetime.now(UTC))
     bot = make_bot(clock=clock, approval_ttl="1h")
-    _, card, named = request_approval(bot, solapi)
+    _, _card, named = request_approval(bot, solapi)
     clock.advance(timedelta(hours=2))
     _, a = bot.click(named[ActionId.APPROVE]["action_id"], named[ActionId.APPROVE]["value"])
     assert "expired" in reply_text(bot.final_reply(a))

@@ -98,7 +98,8 @@ def test_schedule_rules_are_checked_before_any_call(bot, telnyx):
 
 
 def test_schedule_korean_text_with_solapi_keeps_every_character(bot, solapi):
-    _, token = bot.command(f"schedule coolsms +821012345678 at {iso_in(timedelta(days=1))} 내일 10시에 문이 열립니다 🚪")
+    when = iso_in(timedelta(days=1))
+    _, token = bot.command(f"schedule coolsms +821012345678 at {when} 내일 10시에 문이 열립니다 🚪")
     assert "Scheduled" in reply_text(bot.final_reply(token))
     [send] = tracked(bot)
     assert [m["text"] for m in solapi.messages_of(send.target)] == ["내일 10시에 문이 열립니다 🚪"]

@@ -11,6 +11,7 @@ at this revision, whatever the models become. `UTCDateTime` is `DateTime(timezon
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,11 +22,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _utc(name: str, *, nullable: bool = False) -> sa.Column[object]:
+def _utc(name: str, *, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _str(name: str, length: int, *, nullable: bool = False) -> sa.Column[object]:
+def _str(name: str, length: int, *, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.String(length=length), nullable=nullable)
 
 
