@@ -95,7 +95,7 @@ async def decide(services: Services, who: Invoker, approval_id: str, approve: bo
         if not won:
             return Reply(Tone.INFO, _already(await _fresh(services, approval)))
         await _update(services, approval, send, f"Cancelled by <@{who.user}> at {when(now)}; not sent.")
-        return Reply(Tone.OK, "Request cancelled; nothing was sent.")
+        return Reply(Tone.OK, f"Request to send {display(send.provider)} `{send.target}` cancelled; nothing was sent.")
 
     # The send's intent is opened with the claim, in one transaction (a crash cannot strand a claim).
     intent = Intent(id=new_id(), operation="send", provider=send.provider, target=send.target, actor=who.user,

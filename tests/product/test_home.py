@@ -133,13 +133,19 @@ def test_approve_in_the_home_tab_sends_once_and_updates_the_channel_card(world):
     assert solapi.calls("POST", f"/groups/{group}/send") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a click in the Home tab has no response_url and the tab is not "
-                                       "republished: the clicker gets no answer there (bot/slack/listeners)")
 def test_a_click_in_the_home_tab_refreshes_the_tab(world):
     bot, solapi = world.bot, world.solapi
     _, card = request_send(bot, solapi, BOB)
     value = buttons(card.blocks)[0]["value"]
     open_home(bot, ALICE)
     before = len(bot.slack.calls_to("views.publish"))
-    click_in_home(bot, ActionId.REJECT, value, ALICE)
-    bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.publish")) > before, 2)
+    group = next(g for g in solapi.groups if g in reply_text({"blocks": card.blocks}))
+    assert click_in_home(bot, ActionId.REJECT, value, ALICE).status_code == 200
+    call = bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("views.publish")[before:]
+                                       if c.args.get("user_id") == ALICE], 5)[-1]
+    view = call.args["view"]
+    notice = view["blocks"][1]["text"]["text"]
+    assert "cancel" in notice.lower() and group in notice, notice
+    waiting = reply_text({"blocks": view["blocks"]}).split("Waiting for approval")[1].split("Your recent activity")[0]
+    assert group not in waiting, "the request just cancelled is no longer offered"
+    assert solapi.calls("POST", f"/groups/{group}/send") == 0

@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import ACK_SECONDS, CLICKS
 from bot.operations import approval, listing
@@ -23,11 +24,23 @@ from bot.slack.listeners.context import (
     open_request,
     quoted,
 )
+from bot.slack.listeners.home import HomeRespond
+
+
+def responder(services: Services, body: dict[str, Any], respond: AsyncRespond | None,
+              client: AsyncWebClient) -> Any:
+    """Where the answer to a click goes: the message's response_url, or the Home tab it was pressed in."""
+    if respond is not None and body.get("response_url"):
+        return respond
+    if (body.get("view") or {}).get("type") == "home":
+        return HomeRespond(services, client, (body.get("user") or {}).get("id", ""))
+    return respond
 
 
 def register(app: AsyncApp, services: Services) -> None:
     async def on_cancel(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-                        context: dict[str, Any]) -> None:
+                        context: dict[str, Any], client: AsyncWebClient) -> None:
+        respond = responder(services, body, respond, client)
         started = time.perf_counter()
         rid = context.get("request_id") or new_request_id()
         who = invoker_from_action(body, rid)
@@ -44,7 +57,8 @@ def register(app: AsyncApp, services: Services) -> None:
         await finish_request(services, request)
 
     async def on_decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-                        context: dict[str, Any]) -> None:
+                        context: dict[str, Any], client: AsyncWebClient) -> None:
+        respond = responder(services, body, respond, client)
         started = time.perf_counter()
         rid = context.get("request_id") or new_request_id()
         who = invoker_from_action(body, rid)
@@ -63,8 +77,9 @@ def register(app: AsyncApp, services: Services) -> None:
         await finish_request(services, request)
 
     async def on_more(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
-                      context: dict[str, Any]) -> None:
+                      context: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
+        respond = responder(services, body, respond, client)
         rid = context.get("request_id") or new_request_id()
         who = invoker_from_action(body, rid)
 

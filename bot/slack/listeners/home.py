@@ -18,13 +18,16 @@ from db.audit import AuditFilter, query
 log = logging.getLogger(__name__)
 
 
-async def home_view(services: Services, user: str) -> dict[str, Any]:
+async def home_view(services: Services, user: str, notice: str | None = None) -> dict[str, Any]:
+    """The tab as `user` sees it now; `notice` is the answer to a button pressed in the tab itself."""
     now = services.now()
     sends = await services.db(services.store.upcoming, now, user, 10)
     approvals = await services.db(services.store.pending_approvals, now, 5)
     recent = await services.db(query, services.engine, AuditFilter(actor=user, limit=10))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your SMS"}},
+        *([{"type": "section", "text": {"type": "mrkdwn", "text": notice[:2900]}}, {"type": "divider"}]
+          if notice else []),
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Upcoming sends*\n" + (
             "\n".join(f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} "
                       f"recipient(s)" for s in sends) or "Nothing scheduled.")}},
@@ -43,6 +46,17 @@ async def home_view(services: Services, user: str) -> dict[str, Any]:
                       f"({e.outcome})" for e in recent) or "Nothing yet.")}},
     ]
     return {"type": "home", "blocks": blocks[:100]}
+
+
+class HomeRespond:
+    """Stands in for `respond` when a button was pressed in the Home tab: Slack gives such a click no
+    response_url, so the answer is shown by publishing the tab again, with the answer on top."""
+
+    def __init__(self, services: Services, client: AsyncWebClient, user: str) -> None:
+        self.services, self.client, self.user = services, client, user
+
+    async def __call__(self, text: str | None = None, **_: Any) -> None:
+        await self.client.views_publish(user_id=self.user, view=await home_view(self.services, self.user, text))
 
 
 def register(app: AsyncApp, services: Services) -> None:
