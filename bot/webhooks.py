@@ -76,9 +76,17 @@ def telnyx_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
             return JSONResponse({"error": "not a Telnyx message event"}, status_code=400)
         if event_type not in ("message.sent", "message.finalized"):
             return JSONResponse({"ignored": event_type})
-        if not await services.db(services.store.first_time, f"telnyx:{data.get('id') or message_id + event_type}"):
+        seen_key = f"telnyx:{data.get('id') or message_id + event_type}"
+        if not await services.db(services.store.first_time, seen_key):
             return JSONResponse({"duplicate": True})
-        await record_delivery(services, message_id, event_type, status)
+        try:
+            await record_delivery(services, message_id, event_type, status)
+        except Exception:
+            # Not recorded: forget the event so that Telnyx's redelivery (it retries on a 5xx) is recorded.
+            log.exception("could not record a Telnyx delivery report", extra={"message_id": message_id})
+            await services.db(services.store.forget_seen, seen_key)
+            WEBHOOKS.labels(provider="telnyx", outcome="error").inc()
+            return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
         WEBHOOKS.labels(provider="telnyx", outcome="recorded").inc()
         return JSONResponse({"recorded": True})
 
@@ -103,8 +111,17 @@ async def record_delivery(services: Services, message_id: str, event_type: str, 
         await services.db(services.store.record, draft)
         return
     await services.db(services.store.set_state, send.id, "failed" if failed else "sent", status, None, [draft])
-    services.reminders.drop(send.id)
-    if send.notice_channel and send.notice_ts:
+    # Recorded: from here on a failure must not make the endpoint ask Telnyx for the event again.
+    try:
+        await _show_delivery(services, send.id, failed, word, status)
+    except Exception:
+        log.exception("recorded a Telnyx delivery report but could not show it", extra={"message_id": message_id})
+
+
+async def _show_delivery(services: Services, send_id: str, failed: bool, word: str, status: str) -> None:
+    services.reminders.drop(send_id)
+    send = await services.db(services.store.get_send, send_id)
+    if send is not None and send.notice_channel and send.notice_ts:
         batch = await services.db(services.store.batch, send.batch_id)
         card = card_for(batch or [send], CardKind.CLOSED, f"<@{send.created_by}> scheduled an SMS", send.batch_id,
                         f"{'❌' if failed else '📨'} {word.capitalize()} — Telnyx reported `{status}` at "

@@ -313,6 +313,12 @@ class Store:
         except IntegrityError:
             return False
 
+    def forget_seen(self, key: str) -> None:
+        """Undo `first_time` for a request whose handling failed, so its redelivery is acted on."""
+        with self.session() as session:
+            session.execute(delete(SeenRequest).where(col(SeenRequest.key) == key[:128]))
+            session.commit()
+
     def forget_seen_before(self, cutoff: datetime) -> None:
         with self.session() as session:
             session.execute(delete(SeenRequest).where(col(SeenRequest.at) < cutoff))

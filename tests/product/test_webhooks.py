@@ -189,3 +189,28 @@ def test_a_late_sent_does_not_undo_delivered(hooked, key):
         assert session.get(TrackedSend, send.id).provider_status == "delivered"
     assert [e.action for e in ledger(hooked)][-2:] == ["sent", "sent"]  # both events are in the ledger
 
+
+
+def test_an_event_the_bot_could_not_record_is_asked_for_again_and_then_recorded_once(hooked, key):
+    """The database refuses the write (a real SQLite trigger, as a full disk would): the endpoint answers
+    500 so Telnyx redelivers, and the redelivery is recorded; it is not dropped as a duplicate."""
+    send = scheduled_telnyx(hooked)
+    engine = hooked.services.engine
+    assert engine.dialect.name == "sqlite"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON ledger_entries "
+            "WHEN NEW.detail LIKE 'Telnyx message.finalized%' BEGIN SELECT RAISE(ABORT, 'disk is full'); END")
+    count = len(ledger(hooked))
+    body = event("message.finalized", send.target, "delivered", event_id=str(uuid.uuid4()))
+    try:
+        refused = post(hooked, body, key)
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER refuse_delivery")
+    assert refused.status_code == 500 and "secret" not in refused.text.lower()
+    assert len(ledger(hooked)) == count, "nothing half-written"
+    again = post(hooked, body, key)
+    assert again.json() == {"recorded": True}
+    assert [e.detail for e in ledger(hooked)[count:]] == ["Telnyx message.finalized: delivered"]
+    assert post(hooked, body, key).json() == {"duplicate": True}
