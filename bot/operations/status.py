@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from bot.ids import TargetRef
 from bot.operations.common import Invoker, Stop, describe_error, resolve, when
@@ -23,11 +24,17 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
         state = await found.provider.status(found.target)
     except ProviderError as error:
         return Reply(Tone.ERROR, describe_error(error))
-    if found.send is not None and found.send.provider_status != state.status:
-        await services.db(services.store.set_state, found.send.id, _tracked_state(found.send.state, state.state),
+    send = found.send
+    if send is not None and (send.provider_status != state.status or _moved(send.send_at, state.send_at)):
+        await services.db(services.store.set_state, send.id, _tracked_state(send.state, state.state),
                           state.status, state.send_at)
         if state.state.is_final:
-            services.reminders.drop(found.send.id)
+            await asyncio.to_thread(services.reminders.drop, send.id)
+        elif _moved(send.send_at, state.send_at):
+            # Rescheduled at the provider (its console, another tool): the reminders follow the new time.
+            fresh = await services.db(services.store.get_send, send.id)
+            if fresh is not None:
+                await asyncio.to_thread(services.reminders.plan, fresh)
     details = [
         f"Status: `{state.status}`",
         f"Send time: {when(state.send_at) if state.send_at else 'not scheduled'}",
@@ -38,6 +45,14 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
     if found.send is not None:
         details.append(f"Scheduled through the bot by <@{found.send.created_by}>")
     return Reply(Tone.INFO, f"{display(found.provider_name)} `{found.target}` is `{state.status}`.", details)
+
+
+def _moved(known: datetime | None, seen: datetime | None) -> bool:
+    return seen is not None and (known is None or abs((_utc(known) - _utc(seen)).total_seconds()) >= 1)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite returns naive UTC
 
 
 def _tracked_state(current: str, seen: object) -> str:

@@ -278,6 +278,11 @@ class FakeSolapi:
                 self._set_status(group, "DELETED", now, "메시지 그룹이 삭제되었습니다.")
             return str(gid)
 
+    def reschedule(self, group_id: str, when: datetime) -> None:
+        """Move a SCHEDULED group to another time, as someone would in Solapi's console."""
+        with self._lock:
+            self._set_scheduled(self.groups[group_id], when, self.now())
+
     def complete(self, group_id: str) -> None:
         """Finish a SENDING or SCHEDULED group now."""
         with self._lock:

@@ -169,3 +169,31 @@ def test_telnyx_inside_the_cancel_guard_gets_no_cancel_button_and_says_why(make_
     assert buttons(post.args["blocks"]) == []
     text = reply_text({"blocks": post.args["blocks"]})
     assert "Cancel is not offered" in text and "Telnyx cancels only more than 10m before the send time" in text
+
+
+def test_a_send_moved_at_the_provider_moves_its_reminder_when_the_bot_sees_it(make_bot, slack, solapi):
+    from datetime import UTC, datetime
+
+    from bot.reminders import job_id
+
+    bot = make_bot(reminder_leads="15m")
+    start = datetime.now(UTC).replace(microsecond=0)
+    group = solapi.add_group(status="SCHEDULED", scheduled_at=start + timedelta(hours=2))
+    _, token = bot.command(f"track solapi {group}", user=OWNER, channel=CHANNEL)
+    assert "Following" in reply_text(bot.final_reply(token))
+    with Session(bot.services.engine) as session:
+        [send] = session.exec(select(TrackedSend).where(TrackedSend.target == group)).all()
+    reminders = bot.services.reminders
+
+    def reminder_at() -> datetime:
+        job = reminders.scheduler.get_job(job_id(send.batch_id, 900))
+        assert job is not None, "the reminder is planned"
+        return job.next_run_time.astimezone(UTC)
+
+    assert reminder_at() == start + timedelta(hours=1, minutes=45)
+    solapi.reschedule(group, start + timedelta(hours=3))  # moved in Solapi's console
+    _, token = bot.command(f"status {group}", user=OWNER, channel=CHANNEL)
+    assert "SCHEDULED" in reply_text(bot.final_reply(token))
+    assert reminder_at() == start + timedelta(hours=2, minutes=45)
+    with Session(bot.services.engine) as session:
+        assert session.get(TrackedSend, send.id).send_at.astimezone(UTC) == start + timedelta(hours=3)

@@ -24,10 +24,12 @@ async def home_view(services: Services, user: str, notice: str | None = None) ->
     sends = await services.db(services.store.upcoming, now, user, 10)
     approvals = await services.db(services.store.pending_approvals, now, 5)
     recent = await services.db(query, services.engine, AuditFilter(actor=user, limit=10))
+    answer: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": notice[:2900]}}, {"type": "divider"},
+    ] if notice else []
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your SMS"}},
-        *([{"type": "section", "text": {"type": "mrkdwn", "text": notice[:2900]}}, {"type": "divider"}]
-          if notice else []),
+        *answer,
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Upcoming sends*\n" + (
             "\n".join(f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} "
                       f"recipient(s)" for s in sends) or "Nothing scheduled.")}},
