@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from bot.durations import format_duration
 from bot.ids import TargetRef
-from bot.operations.results import Card, CardKind, Reply, Tone
+from bot.operations.results import Card, CardKind, Reply, Tone, inert
 from bot.providers.base import ErrorKind, Provider, ProviderError, ProviderName
 from bot.providers.registry import CREDENTIALS, display
 from bot.services import Services
@@ -76,24 +76,25 @@ def provider_for(services: Services, name: ProviderName) -> Provider:
 def describe_error(error: ProviderError) -> str:
     """A provider error in plain words, keeping the provider's own code and message."""
     who = display(error.provider)
-    said = f"`{error.code}` {error.message}" if error.code else error.message
+    message, code = inert(error.message), inert(error.code or "").replace("`", "'")
+    said = f"`{code}` {message}" if code else message
     status = f" (HTTP {error.http_status})" if error.http_status else ""
     match error.kind:
         case ErrorKind.TIMEOUT:
-            return f"{who} did not answer in time: {error.message}."
+            return f"{who} did not answer in time: {message}."
         case ErrorKind.UNAVAILABLE:
             return f"{who} is unavailable{status}: {said}."
         case ErrorKind.RATE_LIMITED:
             wait = f" Try again in {format_duration_s(error.retry_after)}." if error.retry_after else ""
             return f"{who} is rate-limiting the bot{status}.{wait}"
         case ErrorKind.GARBAGE:
-            return f"{who} sent an answer the bot could not read{status}: {error.message}."
+            return f"{who} sent an answer the bot could not read{status}: {message}."
         case ErrorKind.AUTH:
             return f"{who} refused the bot's credentials{status}: {said}. Check the API key settings."
         case ErrorKind.NOT_FOUND:
             return f"{who} does not know that id{status}: {said}."
         case ErrorKind.UNSUPPORTED:
-            return f"{error.message}"
+            return message
     return f"{who} said no{status}: {said}."
 
 

@@ -48,3 +48,9 @@ class Card:
     outcome: str | None = None
     cancel_blocked: str | None = None  # why Cancel is not offered (e.g. the Telnyx guard)
     mention_owner: bool = False
+
+
+def inert(text: str) -> str:
+    """Text from outside (a provider's answer) made inert in Slack mrkdwn: `<!channel>`, `<@U…>` and
+    `<https://…|label>` would otherwise notify people or show a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

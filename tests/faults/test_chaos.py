@@ -15,6 +15,7 @@ What is proved (docs/guarantees.md lists it with these test names):
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -339,6 +340,21 @@ def test_a_garbage_answer_becomes_a_clear_provider_error(make_bot, telnyx, solap
     name = {"telnyx": "Telnyx", "solapi": "Solapi", "highlevel": "HighLevel"}[provider]
     assert f"{name} sent an answer the bot could not read" in final, final
     no_internals(final)
+
+
+def test_slack_markup_in_a_providers_answer_reaches_slack_inert(make_bot, telnyx):
+    """A provider's error text is shown, but `<!channel>` in it must not notify the channel, nor
+    `<https://…|…>` become a disguised link."""
+    bot = make_bot()
+    ref = telnyx.add_message(send_at=later())
+    body = json.dumps({"errors": [{"code": "<!channel>", "title": "Bad",
+                                   "detail": "see <https://evil.example|Telnyx support> <!here>"}]})
+    telnyx.server.faults.garbage(body, status=422, method="GET", headers={"content-type": "application/json"})
+    _, token = bot.command(f"status {ref}")
+    final = progress_and_final(bot, token)[1]
+    assert "Telnyx said no" in final and "evil.example" in final, final
+    assert "<!" not in final and "<https" not in final, final
+    assert "&lt;!here&gt;" in final
 
 
 def test_a_garbage_answer_to_a_cancel_is_checked_and_reported(make_bot, telnyx):
