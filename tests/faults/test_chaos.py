@@ -1,7 +1,7 @@
 """Provider faults, end to end: a signed /sms command → the bot → a misbehaving fake provider → the
 answer the user reads, the requests the provider saw, and the ledger.
 
-What is proved (docs/guarantees.md lists it with these test names):
+What is proved (README.md (Guarantees) lists it with these test names):
 - every call has a timeout, and the user gets a progress note ("⏳ Telnyx is slow …, retrying…") and a
   final answer, never silence;
 - 5xx, dropped connections and timeouts are retried with backoff only where repeating is harmless

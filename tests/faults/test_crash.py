@@ -12,7 +12,7 @@ The bot is then started again on the same database (RECONCILE_AFTER=0s) and, onc
    outcome (`cancelled`, `sent`, `deleted`, `scheduled`), and no outcome claims a change that did not
    happen; a message created by a schedule whose answer was lost is covered by the system's
    "interrupted schedule: check the provider's console" entry and channel notice (the bot cannot know
-   its id: see docs/guarantees.md);
+   its id: see README.md (Guarantees));
 3. an outcome the bot recorded after the restart is the system's (actor `system`), and the channel
    was told;
 4. every request Slack got an ack for has a final answer, or the channel was told after the restart

@@ -233,3 +233,22 @@ def test_a_card_renders_with_numbered_buttons_and_its_confirm_dialog():
 def test_a_message_without_blocks_shows_its_text():
     assert render_blocks([], "plain *fallback* for <@U0ALICE01>", NAMES, lambda b: 1) == [
         "plain fallback for @alice"]
+
+
+def test_the_readme_shows_the_session_a_newcomer_sees(tmp_path):
+    """The README's transcript starts with the console's own greeting, word for word (ids aside)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    session = readme.split("```text\n$ make run\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run([sys.executable, "-m", "bot", "console", "--sandbox"], input="quit\n",
+                            capture_output=True, text=True, cwd=tmp_path, env=console_env(tmp_path), timeout=60)
+    assert result.returncode == 0, result.stderr
+
+    def greeting(text: str) -> list[str]:
+        lines = text.split("you>", 1)[0].strip().splitlines()
+        lines = [re.sub(r"G4V\w{29}", "<group>", re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "<uuid>", x))
+                 for x in lines]
+        return [x for x in lines if x.strip() and not x.startswith((".venv/bin/python", "No SLACK_BOT_TOKEN"))]
+
+    assert greeting(session) == greeting(result.stdout)
+    for typed in ("schedule solapi", "list", "send G4V", "track telnyx", "cancel ", "wait 30", "quit"):
+        assert f"you> {typed}" in session
