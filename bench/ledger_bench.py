@@ -10,12 +10,18 @@ rows go in with executemany (SQLite) or COPY (PostgreSQL), not one transaction p
 
 Distributions: ≈2,000 targets (ids shaped like each provider's), 50 users with a skewed activity
 plus `system` for reminders, 3 providers (telnyx 50%, solapi 35%, highlevel 15%), a year of
-timestamps in chain order, a realistic mix of actions and outcomes.
+timestamps in chain order, a realistic mix of actions and outcomes. With the default --targets an
+id has about entries/2,000 entries (≈500 at 1M, each on its own page of the table): far more than
+one SMS's life (scheduled, a few reminders, sent, delivered: under 10), so the id rows are a worst
+case; `--targets 125000` gives ≈8 an id. The run prints the mean and largest count.
 
-Reported, over --runs runs each (median and p99, milliseconds): one id's history; one user's last 50;
-one provider since 7 days (limit 50); the newest 50 (no filter); `verify` over everything (one run);
-and the peak RSS of a separate process streaming the whole export (audit.stream, JSON lines) to
-/dev/null, against its RSS before streaming.
+Reported, over --runs runs each (median and p99, milliseconds), the queries a user's request runs:
+an id's history as `/sms audit <id> limit 50` reads it (the first 50 oldest first, plus one row to
+know whether to offer More) and its second page (More); the same for one user's last 50, one
+provider since 7 days, the newest 50 (no filter), one user since 30 days; an id's *whole* history
+as `python -m bot audit --target ID` streams it (an export, not a page); `verify` over everything
+(one run); and the peak RSS of a separate process streaming the whole export (audit.stream, JSON
+lines) to /dev/null, against its RSS before streaming.
 """
 
 from __future__ import annotations
@@ -158,15 +164,31 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(runs: int, make: Callable[[], audit.AuditFilter], engine: Engine) -> tuple[float, float, float]:
+PAGE = 50  # `/sms audit ... limit 50`; bot.operations.listing.audit asks for one row more
+
+
+def read_query(engine: Engine, flt: audit.AuditFilter) -> int:
+    return len(audit.query(engine, flt))
+
+
+def read_stream(engine: Engine, flt: audit.AuditFilter) -> int:
+    return sum(1 for _ in audit.stream(engine, flt))
+
+
+Reader = Callable[[Engine, audit.AuditFilter], int]
+
+
+def timed(runs: int, make: Callable[[], audit.AuditFilter], engine: Engine,
+          read: Reader = read_query) -> tuple[float, float, float]:
+    """`make` builds each run's filter, untimed (it may query, e.g. for a More cursor)."""
     samples = []
     sizes = 0
     for _ in range(runs):
         flt = make()
         t = time.perf_counter()
-        got = audit.query(engine, flt)
+        got = read(engine, flt)
         samples.append((time.perf_counter() - t) * 1000)
-        sizes += len(got)
+        sizes += got
     return statistics.median(samples), pct(samples, 0.99), sizes / runs
 
 
@@ -209,19 +231,38 @@ def run(label: str, url: str, world: World, args: argparse.Namespace) -> dict[st
     rng = random.Random(args.seed + 1)
     all_targets = [t for ts in world.targets.values() for t in ts]
     since = END - timedelta(days=7)
-    shapes: dict[str, Callable[[], audit.AuditFilter]] = {
-        "one id's history": lambda: audit.AuditFilter(target=rng.choice(all_targets)),
-        "one user's last 50": lambda: audit.AuditFilter(actor=rng.choice(world.users), limit=50),
-        "provider since 7d, 50": lambda: audit.AuditFilter(
-            provider=rng.choice(world.providers), since=since, limit=50),
-        "newest 50": lambda: audit.AuditFilter(limit=50),
-        "user since 30d, 50": lambda: audit.AuditFilter(
-            actor=rng.choice(world.users), since=END - timedelta(days=30), limit=50),
+    with engine.connect() as conn:
+        per_id = [n for (n,) in conn.execute(text(
+            "SELECT count(*) FROM ledger_entries WHERE target IS NOT NULL GROUP BY target"))]
+    result_shape = {"ids": len(per_id), "mean_per_id": statistics.fmean(per_id), "max_per_id": max(per_id)}
+    print(f"[{label}] {result_shape['ids']:,} ids, {result_shape['mean_per_id']:.0f} entries an id on average,"
+          f" {result_shape['max_per_id']} at most", file=sys.stderr)
+
+    def id_next_page() -> audit.AuditFilter:
+        # The More button's query: the page after the first one, from the first page's last seq.
+        while True:
+            target = rng.choice(all_targets)
+            first = audit.query(engine, audit.AuditFilter(target=target, limit=PAGE + 1))
+            if len(first) > PAGE:
+                return audit.AuditFilter(target=target, limit=PAGE + 1, after_seq=first[PAGE - 1].seq)
+
+    shapes: dict[str, tuple[Callable[[], audit.AuditFilter], Reader]] = {
+        "id history, first 50": (lambda: audit.AuditFilter(target=rng.choice(all_targets), limit=PAGE + 1),
+                                 read_query),
+        "id history, More (2nd 50)": (id_next_page, read_query),
+        "one user's last 50": (lambda: audit.AuditFilter(actor=rng.choice(world.users), limit=PAGE + 1),
+                               read_query),
+        "provider since 7d, 50": (lambda: audit.AuditFilter(
+            provider=rng.choice(world.providers), since=since, limit=PAGE + 1), read_query),
+        "newest 50": (lambda: audit.AuditFilter(limit=PAGE + 1), read_query),
+        "user since 30d, 50": (lambda: audit.AuditFilter(
+            actor=rng.choice(world.users), since=END - timedelta(days=30), limit=PAGE + 1), read_query),
+        "id whole history (CLI)": (lambda: audit.AuditFilter(target=rng.choice(all_targets)), read_stream),
     }
-    result: dict[str, Any] = {"fill_s": fill, "queries": {}}
-    for name, make in shapes.items():
-        audit.query(engine, make())  # warm the cache and the pool
-        result["queries"][name] = timed(args.runs, make, engine)
+    result: dict[str, Any] = {"fill_s": fill, "queries": {}, "shape": result_shape}
+    for name, (make, read) in shapes.items():
+        read(engine, make())  # warm the cache and the pool
+        result["queries"][name] = timed(args.runs, make, engine, read)
         if args.explain:
             plan = audit.explain(engine, make()).replace("\n", " | ")
             print(f"[{label}] {name}: {plan}", file=sys.stderr)
@@ -276,6 +317,8 @@ def main() -> None:
     header = f"{'':28}" + "".join(f"{label:>26}" for label in results)
     print(header)
     print(f"{'fill (bulk load), s':28}" + "".join(f"{r['fill_s']:>26.1f}" for r in results.values()))
+    print(f"{'entries an id, mean / max':28}" + "".join(
+        f"{r['shape']['mean_per_id']:>17.0f} / {r['shape']['max_per_id']:>6}" for r in results.values()))
     for name in names:
         cells = []
         for r in results.values():

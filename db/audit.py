@@ -2,9 +2,12 @@
 
 Order (the interface contract): a target's history is told oldest first; every other answer lists
 the newest first. "Newest" is ledger order (`seq`), the order things were recorded in. `limit` takes
-the first entries in that order (a target's oldest; otherwise the newest), and `before_seq` keeps
-entries recorded before that one, so "More" pages back in time with `before_seq` = the last `seq`
-shown.
+the first entries in that order (a target's oldest; otherwise the newest). "More" continues from
+the last `seq` shown: `before_seq` keeps entries recorded before it (back in time, for newest-first
+answers) and `after_seq` those recorded after it (forward, for a target's oldest-first history). So
+an interactive answer is always one page (`limit`), however long the history: a busy id can have
+hundreds of entries, and reading and building all of them costs tens of milliseconds
+(bench/ledger_bench.py) where a page costs about one.
 
 Every value is a bound parameter; nothing is pasted into SQL.
 
@@ -37,7 +40,7 @@ _BOUND_PROBE = 2000  # a time range with fewer entries than this is turned into 
 class AuditFilter:
     """What to look for. Strings match exactly (no wildcards, case-sensitive); `since` is
     inclusive, `until` exclusive, both timezone-aware; `before_seq` keeps entries with a smaller
-    `seq`."""
+    `seq`, `after_seq` entries with a larger one."""
 
     target: str | None = None
     actor: str | None = None
@@ -46,6 +49,7 @@ class AuditFilter:
     until: datetime | None = None
     limit: int | None = None
     before_seq: int | None = None
+    after_seq: int | None = None
 
     @property
     def oldest_first(self) -> bool:
@@ -67,6 +71,8 @@ def _check(flt: AuditFilter) -> AuditFilter:
             raise ValueError(f"audit filter {name!r} must be timezone-aware (UTC), got {value!r}")
     if flt.before_seq is not None and flt.before_seq > _INT_MAX:
         flt = replace(flt, before_seq=None)  # before every entry there can be
+    if flt.after_seq is not None and flt.after_seq < 0:
+        flt = replace(flt, after_seq=None)  # after every entry there is (seq starts at 1)
     if flt.limit is not None and flt.limit > _INT_MAX:
         flt = replace(flt, limit=None)
     return flt
@@ -87,6 +93,10 @@ def _can_match(flt: AuditFilter) -> bool:
     if flt.limit is not None and flt.limit <= 0:
         return False
     if flt.before_seq is not None and flt.before_seq <= 1:
+        return False
+    if flt.after_seq is not None and flt.after_seq >= _INT_MAX:
+        return False  # no seq is larger (and a larger number would not bind as an INTEGER)
+    if flt.before_seq is not None and flt.after_seq is not None and flt.before_seq - flt.after_seq <= 1:
         return False
     return not (flt.since is not None and flt.until is not None and flt.since >= flt.until)
 
@@ -113,6 +123,8 @@ def _conditions(flt: AuditFilter, bounds: tuple[int, int] | None = None) -> list
     where.extend(_time_conditions(flt))
     if flt.before_seq is not None:
         where.append(seq < flt.before_seq)
+    if flt.after_seq is not None:
+        where.append(seq > flt.after_seq)
     if bounds is not None:
         where.extend((seq >= bounds[0], seq <= bounds[1]))
     return where

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot import commands
+from bot.ids import TargetRef
 from bot.operations.common import Invoker, when
 from bot.operations.results import Reply, Tone
 from bot.providers.registry import display
@@ -33,6 +34,12 @@ async def list_sends(services: Services, who: Invoker, cmd: commands.ListSends) 
 
 
 async def audit(services: Services, who: Invoker, cmd: commands.Audit, before_seq: int | None = None) -> Reply:
+    """One page of the audit trail (`cmd.limit` entries), with a More button when there is more.
+
+    `before_seq` is the More button's cursor: the last `seq` the previous page showed. The next page
+    continues past it in the answer's order: back in time for the newest-first answers, forward for
+    an id's history, which is told oldest first. (The name is the newest-first case's; the Slack
+    action handler passes it by that name.)"""
     actor = cmd.actor
     if not services.permissions.may_read_all_audit(who.user):
         if actor is not None and actor != who.user:
@@ -41,9 +48,12 @@ async def audit(services: Services, who: Invoker, cmd: commands.Audit, before_se
             return Reply(Tone.REFUSED, "You may read only your own actions: auditors (SMS_AUDITORS) and admins "
                                        "may read everyone's.")
         actor = who.user
+    # One row past the page tells whether there is more, without counting the rest.
+    oldest_first = cmd.target is not None
     flt = AuditFilter(target=cmd.target.id if cmd.target else None, actor=actor,
                       provider=str(cmd.provider) if cmd.provider else None, since=cmd.since,
-                      limit=cmd.limit + 1, before_seq=before_seq)
+                      limit=cmd.limit + 1, before_seq=None if oldest_first else before_seq,
+                      after_seq=before_seq if oldest_first else None)
     entries = await services.db(query, services.engine, flt)
     more = len(entries) > cmd.limit
     entries = entries[: cmd.limit]
@@ -52,8 +62,10 @@ async def audit(services: Services, who: Invoker, cmd: commands.Audit, before_se
         return Reply(Tone.INFO, "No ledger entries match.", tz=tz)
     lines = [_line(e, tz) for e in entries]
     token = None
-    if more and not cmd.target:
-        token = json.dumps({"t": None, "a": actor, "p": flt.provider,
+    if more:
+        token = json.dumps({"t": cmd.target.id if cmd.target else None,
+                            "tp": str(cmd.target.provider) if cmd.target and cmd.target.provider else None,
+                            "a": actor, "p": flt.provider,
                             "s": cmd.since.isoformat() if cmd.since else None, "l": cmd.limit,
                             "b": entries[-1].seq}, separators=(",", ":"))
     what = f"`{cmd.target.id}`, oldest first" if cmd.target else "newest first"
@@ -62,10 +74,18 @@ async def audit(services: Services, who: Invoker, cmd: commands.Audit, before_se
 
 
 def audit_from_token(token: str) -> tuple[commands.Audit, int]:
+    """The command a More button continues, and its cursor (the last `seq` shown). The token is the
+    button's value, which the clicker could edit: the command is rebuilt from it and re-checked by
+    `audit` (who may read what), and its values only ever reach the database as bound parameters."""
     data = json.loads(token)
     since = datetime.fromisoformat(data["s"]) if data.get("s") else None
     provider = commands.provider_from_name(data["p"]) if data.get("p") else None
-    return commands.Audit(None, data.get("a"), provider, since, int(data.get("l", PAGE))), int(data["b"])
+    target = None
+    if data.get("t"):
+        target_provider = commands.provider_from_name(data["tp"]) if data.get("tp") else None
+        target = TargetRef(str(data["t"]), target_provider, explicit=target_provider is not None)
+    limit = min(max(int(data.get("l", PAGE)), 1), commands.MAX_LIMIT)  # the page size /sms audit allows
+    return commands.Audit(target, data.get("a"), provider, since, limit), int(data["b"])
 
 
 async def _tz(services: Services, user: str) -> str:

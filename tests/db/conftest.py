@@ -1,9 +1,9 @@
 """Fixtures for the database tests: every test runs on a temporary SQLite file and on a fresh
-PostgreSQL database (skipped when no server answers), both brought up with db.migrate.upgrade.
+PostgreSQL database (a missing server fails the run: CI has one), both brought up with db.migrate.upgrade.
 
 PostgreSQL: one database per test session (`smsops_test_<hex>`, dropped at the end) and every table
 emptied before each test, so parallel runs never share data and a test never sees another's.
-Set SMSOPS_TEST_PG_URL to use another server (`none` to skip PostgreSQL).
+Set SMSOPS_TEST_PG to use another server.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from db.engine import make_engine, normalise_url
 from db.ledger import Ledger
 from db.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
+    "postgresql://", "postgresql+psycopg://", 1)
 TABLES = ("approvals", "tracked_sends", "intents", "reminder_claims", "seen_requests", "ledger_entries")
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -106,7 +107,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases]:
     if not pg_available():
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
+        pytest.fail(f"no PostgreSQL answers at {PG_ADMIN_URL}: start one, or point SMSOPS_TEST_PG at one")
     databases = PgDatabases()
     databases.drop_orphans()
     try:

@@ -46,7 +46,8 @@ def expected(entries: list[LedgerEntry], flt: AuditFilter) -> list[int]:
             and (flt.provider is None or e.provider == flt.provider)
             and (flt.since is None or e.at >= flt.since)
             and (flt.until is None or e.at < flt.until)
-            and (flt.before_seq is None or e.seq < flt.before_seq)]
+            and (flt.before_seq is None or e.seq < flt.before_seq)
+            and (flt.after_seq is None or e.seq > flt.after_seq)]
     ordered = sorted((e.seq for e in hits), reverse=flt.target is None)
     return ordered if flt.limit is None else ordered[: flt.limit]
 
@@ -64,11 +65,12 @@ def test_every_combination_of_filters(engine: Engine, entries: list[LedgerEntry]
         [None, T0 + timedelta(hours=30)],     # until (exclusive)
         [None, 3],                            # limit
         [None, 25],                           # before_seq
+        [None, 7],                            # after_seq
     )
     checked = 0
-    for target, actor, provider, since, until, limit, before in combos:
+    for target, actor, provider, since, until, limit, before, after in combos:
         flt = AuditFilter(target=target, actor=actor, provider=provider, since=since, until=until,
-                          limit=limit, before_seq=before)
+                          limit=limit, before_seq=before, after_seq=after)
         want = expected(entries, flt)
         assert seqs(audit.query(engine, flt)) == want, flt
         assert seqs(list(audit.stream(engine, flt, batch=4))) == want, flt
@@ -119,6 +121,25 @@ def test_paging_with_before_seq_walks_everything_once(engine: Engine, entries: l
         assert all(len(page) <= (flt.limit or 0) for page in pages)
 
 
+def test_a_targets_history_pages_forward_with_after_seq(engine: Engine, ledger: Ledger,
+                                                        entries: list[LedgerEntry]) -> None:
+    # `/sms audit <id>` shows one page, oldest first; More continues after the last entry shown.
+    for n in range(23):
+        ledger.record(EntryDraft(actor="U1", action="reminded", outcome="ok", provider="telnyx", target="busy",
+                                 detail=f"#{n}"))
+    whole = seqs(audit.query(engine, AuditFilter(target="busy")))
+    assert len(whole) == 23
+    pages: list[list[int]] = []
+    after = None
+    while page := seqs(audit.query(engine, AuditFilter(target="busy", limit=10, after_seq=after))):
+        pages.append(page)
+        after = page[-1]
+    assert [len(page) for page in pages] == [10, 10, 3]
+    assert [s for page in pages for s in page] == whole  # in order, each once
+    assert [e.seq for e in audit.stream(engine, AuditFilter(target="busy", after_seq=whole[9]), batch=4)] == \
+        whole[10:]
+
+
 def test_stream_reads_in_pages_and_ignores_later_appends(engine: Engine, ledger: Ledger, clock: FrozenClock,
                                                          entries: list[LedgerEntry]) -> None:
     it = audit.stream(engine, AuditFilter(), batch=3)
@@ -145,6 +166,11 @@ def test_nonsense_limits_find_nothing(engine: Engine, entries: list[LedgerEntry]
     assert audit.query(engine, AuditFilter(limit=-5)) == []
     assert audit.query(engine, AuditFilter(before_seq=1)) == []
     assert audit.query(engine, AuditFilter(before_seq=-3)) == []
+    assert audit.query(engine, AuditFilter(after_seq=N)) == []
+    assert audit.query(engine, AuditFilter(after_seq=10**12)) == []
+    assert audit.query(engine, AuditFilter(after_seq=5, before_seq=6)) == []
+    assert seqs(audit.query(engine, AuditFilter(after_seq=5, before_seq=7))) == [6]
+    assert len(audit.query(engine, AuditFilter(after_seq=-10**12))) == N
     assert seqs(audit.query(engine, AuditFilter(before_seq=10**12, limit=1))) == [N]
     assert len(audit.query(engine, AuditFilter(limit=10**12))) == N
     assert [e.seq for e in audit.stream(engine, AuditFilter(before_seq=10**12, limit=10**12), batch=7)] == \
@@ -197,6 +223,8 @@ def test_hostile_strings_stored_are_found_exactly(engine: Engine, ledger: Ledger
 SHAPES = {
     "target": (AuditFilter(target="m1"), "ix_ledger_target_seq"),
     "target since": (AuditFilter(target="m1", since=T0), "ix_ledger_target_seq"),
+    "target page": (AuditFilter(target="m1", limit=21), "ix_ledger_target_seq"),
+    "target next page": (AuditFilter(target="m1", limit=21, after_seq=6), "ix_ledger_target_seq"),
     "actor last 50": (AuditFilter(actor="U1", limit=50), "ix_ledger_actor_seq"),
     "actor page": (AuditFilter(actor="U1", limit=50, before_seq=20), "ix_ledger_actor_seq"),
     "actor since": (AuditFilter(actor="U1", since=T0 + timedelta(hours=30), limit=50), "ix_ledger_actor_seq"),
@@ -244,10 +272,11 @@ def test_a_short_time_range_bounds_the_scan(engine: Engine, entries: list[Ledger
 
 
 def test_queries_are_parameterised(engine: Engine) -> None:
-    flt = AuditFilter(target="'; x", actor="a", provider="p", since=T0, until=T0, limit=3, before_seq=9)
+    flt = AuditFilter(target="'; x", actor="a", provider="p", since=T0, until=T0, limit=3, before_seq=9,
+                      after_seq=4)
     sql = str(audit.select_statement(flt).compile(engine))
     assert "'; x" not in sql and "2026" not in sql
-    assert sql.count("?") + sql.count("%(") >= 7
+    assert sql.count("?") + sql.count("%(") >= 8
 
 
 def test_nothing_is_written(engine: Engine, entries: list[LedgerEntry]) -> None:

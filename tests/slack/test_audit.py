@@ -95,3 +95,50 @@ def test_members_who_are_not_auditors_see_only_their_own(make_bot):
     with Session(bot.services.engine) as session:
         refused = list(session.exec(select(LedgerEntry).where(LedgerEntry.action == "refused")))
     assert [(e.actor, e.outcome) for e in refused] == [("U0BOB0001", "refused")]
+
+
+def test_a_long_history_of_one_id_pages_forward_with_more(bot):
+    # A busy id answers one page at a time (oldest first), and More carries on where it stopped,
+    # through to the last entry, without repeating one or mixing in another id's.
+    target = "00000000-0000-4000-8000-000000000777"
+    drafts = []
+    for n in range(45):
+        drafts.append(EntryDraft(actor="U0BOB0001", action="reminded", outcome="ok", provider="telnyx",
+                                 target=target, detail=f"step-{n:02d}"))
+        drafts.append(EntryDraft(actor="U0BOB0001", action="reminded", outcome="ok", provider="telnyx",
+                                 target="00000000-0000-4000-8000-000000000778", detail=f"other-{n:02d}"))
+    seed(bot, drafts)
+    _, t = bot.command(f"audit telnyx:{target}")
+    reply = bot.final_reply(t)
+    seen = []
+    while True:
+        text = reply_text(reply)
+        assert "oldest first" in text and "other-" not in text
+        seen.extend(int(part[5:7]) for part in text.split() if part.startswith("step-"))
+        more = buttons(reply.get("blocks") or [])
+        if not more:
+            break
+        _, page = bot.click(more[0]["action_id"], more[0]["value"], is_ephemeral=True)
+        reply = bot.final_reply(page)
+    assert seen == list(range(45))  # 20 + 20 + 5, in order, each once
+
+
+def test_more_on_an_id_keeps_a_member_to_their_own_entries(make_bot):
+    # The button's value comes back from the clicker: a member who edits it to read someone
+    # else's entries is refused, as when they type the command.
+    import json
+
+    bot = make_bot(sms_auditors="U0AUDIT01")
+    target = "00000000-0000-4000-8000-000000000999"
+    seed(bot, [EntryDraft(actor=actor, action="reminded", outcome="ok", provider="telnyx", target=target,
+                          detail=f"{actor}-{n:02d}") for n in range(25) for actor in ("U0BOB0001", "U0CAROL01")])
+    _, t = bot.command(f"audit {target}", user="U0BOB0001")
+    reply = bot.final_reply(t)
+    assert "U0CAROL01-" not in reply_text(reply)
+    [more] = buttons(reply["blocks"])
+    _, page = bot.click(more["action_id"], more["value"], user="U0BOB0001", is_ephemeral=True)
+    second = reply_text(bot.final_reply(page))
+    assert "U0BOB0001-20" in second and "U0BOB0001-24" in second and "U0CAROL01-" not in second
+    forged = json.dumps({**json.loads(more["value"]), "a": "U0CAROL01"})
+    _, page = bot.click(more["action_id"], forged, user="U0BOB0001", is_ephemeral=True)
+    assert "only your own" in reply_text(bot.final_reply(page))
