@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from bot.providers.base import ProviderName
+from bot.slack.listeners.commands import PROGRESS_MESSAGE_MIN
 from db.models import LedgerEntry, TrackedSend
 from db.store import new_id
 from tests.fakes.slack import TEAM_ID
@@ -168,7 +169,11 @@ def test_two_bulk_cancels_at_once_cancel_each_send_once_and_since_is_respected(
     assert {limited_highlevel.status_of(i) for i in older} == {"scheduled"}
     assert deletes_per_id(limited_highlevel) == Counter({i: 1 for i in recent})
     assert Counter(e.target for e in ledger(bot) if e.action == "cancelled") == Counter({i: 1 for i in recent})
-    assert len(progress_messages(slack)) == 2
+    # Whichever command read its sends after the other had cancelled most of them has a small job, and a
+    # job under PROGRESS_MESSAGE_MIN gets its answer without a progress message.
+    totals = [int(f.split(" of ")[1].split(";")[0]) for f in finals]
+    assert sum(totals) >= 24
+    assert len(progress_messages(slack)) == sum(1 for t in totals if t >= PROGRESS_MESSAGE_MIN) >= 1
 
 
 def test_where_the_bot_may_not_post_the_ephemeral_reply_shows_the_progress(bulk_bot, limited_highlevel, slack):

