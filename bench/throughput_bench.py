@@ -231,6 +231,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--profile", choices=["py-spy", "none"], default="py-spy")
+    parser.add_argument("--keep-profile", metavar="DIR", help="copy py-spy's raw (collapsed) stacks there")
     options = parser.parse_args()
     profile = options.profile
     if profile == "py-spy" and not Path(_py_spy()).exists():
@@ -247,6 +248,8 @@ def main() -> int:
             rows.append(row)
             if prof:
                 profiles.append(("SQLite", summarise_profile(prof)))
+                if options.keep_profile:
+                    shutil.copy(prof, Path(options.keep_profile) / "profile-sqlite.txt")
         if options.db in ("postgresql", "both"):
             with pg_database() as url:
                 row, prof = one_run("PostgreSQL", url, options.cancels, options.clients, options.warmup, tmp,
@@ -254,6 +257,8 @@ def main() -> int:
                 rows.append(row)
                 if prof:
                     profiles.append(("PostgreSQL", summarise_profile(prof)))
+                    if options.keep_profile:
+                        shutil.copy(prof, Path(options.keep_profile) / "profile-postgresql.txt")
     print()
     print(table(["database", "cancels", "clients", "cancels/s", "ack p50 ms", "ack p99 ms", "done p50 ms",
                  "done p99 ms", "answered ok", "DELETEs", "ledger cancelled", "errors",

@@ -56,7 +56,8 @@ def build_asgi(
         # anew, with X-Slack-Retry-Num) are handled once: the key is the body itself, which Slack
         # makes unique per request (trigger_id, response_url, event_id).
         retry = request.headers.get("x-slack-retry-num")
-        if not await services.db(services.store.first_time, f"slack:{hashlib.sha256(body).hexdigest()}"):
+        key = f"slack:{hashlib.sha256(body).hexdigest()}"
+        if not await services.db(services.store.first_time, key, True):  # urgent: before the ack
             log.info("ignored a replayed Slack request", extra={"retry": retry})
             return Response(status_code=200)
         bolt_request = to_async_bolt_request(request, body, {"request_id": new_request_id()})

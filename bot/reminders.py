@@ -22,17 +22,17 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Engine, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
@@ -44,6 +44,7 @@ from bot.operations.results import CardKind
 from bot.providers.base import MessageState, ProviderError, ProviderName, SendState
 from bot.providers.registry import display
 from bot.services import Services
+from db.engine import reader
 from db.ledger import EntryDraft
 from db.models import SYSTEM_ACTOR, Action, Outcome, ReminderClaim, TrackedSend
 from db.store import UPCOMING_STATES
@@ -130,6 +131,9 @@ class _JobStore(SQLAlchemyJobStore):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The scheduler's periodic look at the store (get_due_jobs, get_next_run_time) runs on the event
+        # loop: read in DEFERRED transactions, so on SQLite it never waits behind the bot's writers.
+        self.reader = reader(self.engine)
         self._lock = threading.Lock()
         self._hidden: set[str] = set()  # ran; row not deleted yet
         self._queued: list[str] = []
@@ -181,16 +185,41 @@ class _JobStore(SQLAlchemyJobStore):
         jobs: list[Any] = super().get_due_jobs(now)
         return [job for job in jobs if job.id not in hidden] if hidden else jobs
 
+    def _get_jobs(self, *conditions: Any) -> list[Any]:
+        """APScheduler's own, reading through the DEFERRED reader; a job that cannot be restored is
+        removed in a writing transaction of its own (as APScheduler does, in its read transaction)."""
+        t = self.jobs_t
+        stmt = select(t.c.id, t.c.job_state).order_by(t.c.next_run_time)
+        if conditions:
+            stmt = stmt.where(*conditions)
+        jobs: list[Any] = []
+        failed: set[str] = set()
+        with self.reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        for row in rows:
+            try:
+                jobs.append(self._reconstitute_job(row.job_state))
+            except BaseException:
+                self._logger.exception('Unable to restore job "%s" -- removing it', row.id)
+                failed.add(row.id)
+        if failed:
+            self.delete_now(sorted(failed))
+        return jobs
+
     def get_next_run_time(self) -> datetime | None:
         hidden = self._hidden_now()
-        if not hidden:
-            return cast("datetime | None", super().get_next_run_time())
         t = self.jobs_t
-        stmt = (select(t.c.next_run_time).where(t.c.next_run_time.is_not(None), t.c.id.not_in(hidden))
-                .order_by(t.c.next_run_time).limit(1))
-        with self.engine.begin() as conn:
-            value = conn.execute(stmt).scalar()
+        stmt = select(t.c.next_run_time).where(t.c.next_run_time.is_not(None))
+        if hidden:
+            stmt = stmt.where(t.c.id.not_in(hidden))
+        with self.reader.connect() as conn:
+            value = conn.execute(stmt.order_by(t.c.next_run_time).limit(1)).scalar()
         return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+    def lookup_job(self, job_id: str) -> Any:
+        with self.reader.connect() as conn:
+            state = conn.execute(select(self.jobs_t.c.job_state).where(self.jobs_t.c.id == job_id)).scalar()
+        return self._reconstitute_job(state) if state else None
 
     def shutdown(self) -> None:
         return None
@@ -325,19 +354,53 @@ class Reminders:
             pass
 
     def drop(self, send_id: str) -> None:
-        """Remove the reminders of `send_id`'s batch once nothing in it is waiting any more. Never raises
-        (a reminder left behind finds nothing waiting when it fires, and says nothing)."""
-        store = self.services.store
+        """Remove the reminders of `send_id`'s batch once nothing in it is waiting any more. Blocking (one
+        short transaction: callers on the event loop run it in a thread). Never raises (a reminder left
+        behind finds nothing waiting when it fires, and says nothing)."""
+        sends = TrackedSend.__table__  # type: ignore[attr-defined]
         try:
-            send = store.get_send(send_id)
-            if send is None:
-                return
-            batch = store.batch(send.batch_id)
-            if any(s.state in UPCOMING_STATES for s in batch):
-                return  # the others in the batch still go out: keep reminding about them
-            self.remove_batch(send.batch_id)
+            batch_id: str | None = None
+            with self.services.store.writing() as conn:
+                batch_id = conn.execute(select(sends.c.batch_id).where(sends.c.id == send_id)).scalar()
+                if batch_id is None:
+                    return
+                waiting = conn.execute(select(sends.c.id).where(
+                    sends.c.batch_id == batch_id, sends.c.state.in_(UPCOMING_STATES)).limit(1)).first()
+                if waiting is not None:
+                    return  # the others in the batch still go out: keep reminding about them
+                if self.scheduler.running and self._table_ready:
+                    # the check and the delete in one transaction: a send added to the batch in between
+                    # cannot lose its reminders
+                    conn.execute(self._batch_jobs(batch_id))
+                    return
+            self.remove_batch(batch_id)
         except Exception:
             log.exception("could not drop reminders", extra={"send": send_id})
+
+    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None:
+        """`drop` for `send`, as work for the caller's own writing transaction (a cancel's close: the
+        outcome and the reminders' removal land together, in one transaction instead of two); None when
+        it cannot be done that way (the scheduler not running: call `drop`)."""
+        if not (self.scheduler.running and self._table_ready):
+            return None
+        sends = TrackedSend.__table__  # type: ignore[attr-defined]
+        waiting = select(sends.c.id).where(sends.c.batch_id == send.batch_id,
+                                           sends.c.state.in_(UPCOMING_STATES)).limit(1)
+        delete = self._batch_jobs(send.batch_id)
+
+        def drop_in(conn: Connection) -> None:
+            if conn.execute(waiting).first() is None:
+                conn.execute(delete)
+
+        return drop_in
+
+    def _batch_jobs(self, batch_id: str) -> Any:
+        """Every job of a batch, whatever its lead: the ids between `remind:<batch>:` and
+        `remind:<batch>;` (';' follows ':'), a range of the primary key rather than a LIKE, which
+        SQLite answers by reading the whole table."""
+        table = self.store.jobs_t
+        prefix = f"{JOB_PREFIX}{batch_id}:"
+        return table.delete().where(table.c.id >= prefix, table.c.id < prefix[:-1] + ";")
 
     def remove_batch(self, batch_id: str) -> None:
         """Delete every lead's job of a batch, now (also leads no longer configured)."""
@@ -347,10 +410,9 @@ class Reminders:
                     self.scheduler.remove_job(job_id(batch_id, lead))
                 except JobLookupError:
                     pass
-        table = self.store.jobs_t
         try:
             with self.engine.begin() as conn:
-                conn.execute(table.delete().where(table.c.id.like(f"{JOB_PREFIX}{batch_id}:%")))
+                conn.execute(self._batch_jobs(batch_id))
         except SQLAlchemyError:
             if self._table_ready:
                 raise
@@ -359,8 +421,9 @@ class Reminders:
     def job_ids(self, batch_id: str) -> list[str]:
         """The reminder jobs stored for a batch (for tests and operators)."""
         table = self.store.jobs_t
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(table.c.id).where(table.c.id.like(f"{JOB_PREFIX}{batch_id}:%")))
+        prefix = f"{JOB_PREFIX}{batch_id}:"
+        with self.store.reader.connect() as conn:
+            rows = conn.execute(select(table.c.id).where(table.c.id >= prefix, table.c.id < prefix[:-1] + ";"))
             return sorted(r[0] for r in rows)
 
     def _sweep_quietly(self) -> int:

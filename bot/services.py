@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine
+import aiohttp
+from sqlalchemy import Connection, Engine
 
 from bot.clock import Clock, SystemClock
 from bot.notify import Notifier, NullNotifier
@@ -26,12 +27,41 @@ class ReminderPlanner(Protocol):
 
     def drop(self, send_id: str) -> None: ...
 
+    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None: ...
+
+
+class WebhookSessions:
+    """One aiohttp session per event loop for the answers posted to Slack's response_url: slack_sdk
+    opens (and closes) a session, with its connector, per answer unless it is given one."""
+
+    TIMEOUT = 30.0  # slack_sdk's own default for a webhook
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            # a session of another (finished) loop cannot be used or closed from this one
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.TIMEOUT))
+            self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
+            await session.close()
+
 
 class NoReminders:
     def plan(self, send: TrackedSend) -> None:
         return None
 
     def drop(self, send_id: str) -> None:
+        return None
+
+    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None:
         return None
 
 
@@ -44,6 +74,7 @@ class Services:
     notifier: Notifier = field(default_factory=NullNotifier)
     reminders: ReminderPlanner = field(default_factory=NoReminders)
     tz_of: Callable[[str], Any] | None = None  # async (user id) -> IANA zone name, set by the Slack layer
+    webhooks: WebhookSessions = field(default_factory=WebhookSessions)
 
     def __post_init__(self) -> None:
         self.store = Store(self.engine, self.clock)
@@ -64,3 +95,4 @@ class Services:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.webhooks.aclose()

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import collections
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+
+# Execution option marking an engine (or connection) whose transactions only read. On SQLite such a
+# transaction begins DEFERRED: in WAL mode a reader never waits for the write lock, so a lookup does
+# not queue behind the writers. Everything else begins IMMEDIATE (see `_sqlite_engine`).
+READ_ONLY_OPTION = "smsops_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -33,6 +46,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def reader(engine: Engine) -> Engine:
+    """The same engine (same pool) for transactions that only read: never write through it. On SQLite
+    its transactions begin DEFERRED; on PostgreSQL nothing changes (readers never wait there)."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+def _enable_wal(cursor: Any, attempts: int = 100) -> None:
+    """Switch the file to WAL (it stays so). The switch needs the file to itself, and SQLite answers
+    "database is locked" at once, without its busy handler, when another process (a second replica
+    starting at the same moment) is switching it too: try again for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 + random.random() * 0.05)
+
+
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     memory = make_url(url).database in (None, "", ":memory:")
     connect_args = {"check_same_thread": False, "timeout": 30}
@@ -45,17 +78,91 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         # Let SQLAlchemy, not the driver, open transactions, so we can make them IMMEDIATE.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if not memory:
+            _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            # A read-only transaction (see `reader`): a WAL snapshot, no lock held, no waiting.
+            conn.exec_driver_sql("BEGIN")
+            return
         # Writers queue on the database lock from the start of the transaction instead of failing
         # with "database is locked" on upgrade; this is what keeps the hash chain single-file.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    _GATES[engine] = WriteGate()
     return engine
+
+
+class WriteGate:
+    """An in-process queue for SQLite's single write lock, with a fast lane.
+
+    SQLite serialises writers anyway; without this, the threads of one process that wait for the lock
+    wait in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15… ms between tries however soon the lock
+    is free. Queued here they are woken as soon as it is released, and an `urgent` writer (the record a
+    Slack request needs before its ack) goes before the others. Only an optimisation: the database lock
+    is still what guarantees correctness (other processes, and writers that do not pass here, take it
+    as before). Never held across an await; a writer must not nest two holds."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._busy = False
+        # Waiters, each parked on a lock of its own that the releasing writer opens: ownership passes
+        # directly to one waiter (no herd of threads waking to find the gate taken again).
+        self._urgent: collections.deque[threading.Lock] = collections.deque()
+        self._normal: collections.deque[threading.Lock] = collections.deque()
+
+    @contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                parked = None
+            else:
+                parked = threading.Lock()
+                parked.acquire()
+                (self._urgent if urgent else self._normal).append(parked)
+        if parked is not None:
+            try:
+                parked.acquire()  # opened by `_release`, which hands the gate over still busy
+            except BaseException:  # interrupted while waiting: leave the queue, or pass on what came
+                with self._mutex:
+                    queue = self._urgent if urgent else self._normal
+                    if parked in queue:
+                        queue.remove(parked)
+                        raise
+                self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._mutex:
+            queue = self._urgent or self._normal
+            if queue:
+                queue.popleft().release()
+            else:
+                self._busy = False
+
+
+class _NoGate:
+    @contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        yield
+
+
+_NO_GATE = _NoGate()
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def write_gate(engine: Engine) -> WriteGate | _NoGate:
+    """The gate of a SQLite engine made by `make_engine`; a no-op elsewhere (PostgreSQL lets writers of
+    different rows run at once, and orders ledger appends with its advisory lock)."""
+    return _GATES.get(engine, _NO_GATE)

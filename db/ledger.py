@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, text
+from sqlalchemy import Connection, Engine, Row, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -105,11 +105,39 @@ def _clean_opt(value: str | None, limit: int | None) -> str | None:
     return None if value is None else _clean(value, limit)
 
 
-def _lock_chain(session: Session) -> None:
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+def _lock_chain(session: Session | Connection) -> None:
+    if _dialect_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-    # SQLite: every transaction begins IMMEDIATE (db/engine.py), so we already hold the write lock.
+    # SQLite: every writing transaction begins IMMEDIATE (db/engine.py), so we already hold the write lock.
+
+
+def _dialect_name(session: Session | Connection) -> str:
+    bind = session.get_bind() if isinstance(session, Session) else session
+    return bind.dialect.name
+
+
+def _entry_values(draft: EntryDraft, at: datetime, last_seq: int, last_hash: str) -> dict[str, Any]:
+    """The columns of the entry after (last_seq, last_hash), its hash included."""
+    values: dict[str, Any] = {
+        "seq": last_seq + 1,
+        "at": at.astimezone(UTC),
+        "actor": _clean(draft.actor, _LIMITS["actor"]),
+        "team": _clean_opt(draft.team, _LIMITS["team"]),
+        "channel": _clean_opt(draft.channel, _LIMITS["channel"]),
+        "action": _clean(draft.action, _LIMITS["action"]),
+        "provider": _clean_opt(draft.provider, _LIMITS["provider"]),
+        "target": _clean_opt(draft.target, _LIMITS["target"]),
+        "outcome": _clean(draft.outcome, _LIMITS["outcome"]),
+        "detail": _clean(draft.detail, MAX_DETAIL),
+        "request_id": _clean_opt(draft.request_id, _LIMITS["request_id"]),
+        "prev_hash": last_hash,
+    }
+    values["hash"] = chain_hash(**values)
+    return values
+
+
+_LEDGER_T = LedgerEntry.__table__  # type: ignore[attr-defined]
+_LAST = sa_select(_LEDGER_T.c.seq, _LEDGER_T.c.hash).order_by(_LEDGER_T.c.seq.desc()).limit(1)
 
 
 def append(session: Session, draft: EntryDraft, at: datetime) -> LedgerEntry:
@@ -118,29 +146,23 @@ def append(session: Session, draft: EntryDraft, at: datetime) -> LedgerEntry:
     Keeping it in the caller's transaction is what makes a state change and its ledger entry land
     together or not at all."""
     _lock_chain(session)
-    last = session.exec(
-        select(LedgerEntry.seq, LedgerEntry.hash).order_by(col(LedgerEntry.seq).desc()).limit(1)
-    ).first()
-    last_seq, last_hash = last if last else (0, GENESIS)
-    entry = LedgerEntry(
-        seq=last_seq + 1,
-        at=at.astimezone(UTC),
-        actor=_clean(draft.actor, _LIMITS["actor"]),
-        team=_clean_opt(draft.team, _LIMITS["team"]),
-        channel=_clean_opt(draft.channel, _LIMITS["channel"]),
-        action=_clean(draft.action, _LIMITS["action"]),
-        provider=_clean_opt(draft.provider, _LIMITS["provider"]),
-        target=_clean_opt(draft.target, _LIMITS["target"]),
-        outcome=_clean(draft.outcome, _LIMITS["outcome"]),
-        detail=_clean(draft.detail, MAX_DETAIL),
-        request_id=_clean_opt(draft.request_id, _LIMITS["request_id"]),
-        prev_hash=last_hash,
-        hash="",
-    )
-    entry.hash = entry_hash(entry)
+    last = session.execute(_LAST).first()
+    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS)
+    entry = LedgerEntry(**_entry_values(draft, at, last_seq, last_hash))
     session.add(entry)
     session.flush()
     return entry
+
+
+def append_row(conn: Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
+    """`append` for a Core connection (the hot paths of db/store.py: no ORM unit of work); the same
+    chain, lock and hash. Returns the entry's columns."""
+    _lock_chain(conn)
+    last = conn.execute(_LAST).first()
+    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS)
+    values = _entry_values(draft, at, last_seq, last_hash)
+    conn.execute(_LEDGER_T.insert(), values)
+    return values
 
 
 class Ledger:

@@ -6,19 +6,43 @@ change and its record land together or not at all."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Connection, Engine, bindparam, delete, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from bot.clock import Clock
-from db.ledger import EntryDraft, append
+from db.engine import reader, write_gate
+from db.ledger import EntryDraft, append, append_row
 from db.models import Approval, ApprovalState, Intent, LedgerEntry, ReminderClaim, SeenRequest, TrackedSend
 
 UPCOMING_STATES = ("scheduled", "pending")
 CANCELLING = "cancelling"
+
+# The tables of the hot paths (a cancel, a request record, the replay check), written with Core
+# statements: an ORM session and unit of work per call cost two to three times as much CPU, and the
+# bot process is CPU-bound under load (bench/README.md, section 2).
+_SENDS = TrackedSend.__table__  # type: ignore[attr-defined]
+_INTENTS = Intent.__table__  # type: ignore[attr-defined]
+_SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
+_SEND_BY_TARGET = sa_select(_SENDS).where(_SENDS.c.target == bindparam("target")).limit(1)
+_SEND_BY_TARGET_AT = (sa_select(_SENDS).where(_SENDS.c.target == bindparam("target"),
+                                              _SENDS.c.provider == bindparam("provider")).limit(1))
+_SEND_BY_ID = sa_select(_SENDS).where(_SENDS.c.id == bindparam("send_id"))
+_BATCH = sa_select(_SENDS).where(_SENDS.c.batch_id == bindparam("batch_id")).order_by(_SENDS.c.target)
+
+
+def _send(row: Any) -> TrackedSend:
+    return TrackedSend(**row._mapping)
+
+
+def _intent_values(intent: Intent) -> dict[str, Any]:
+    return {c.name: getattr(intent, c.name) for c in _INTENTS.columns}
 
 
 def new_id() -> str:
@@ -30,8 +54,18 @@ class Store:
         self.engine = engine
         self.clock = clock
 
+        self.reader = reader(engine)  # read-only transactions: DEFERRED on SQLite, never wait for writers
+        self.gate = write_gate(engine)
+
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def writing(self, urgent: bool = False) -> Iterator[Connection]:
+        """One writing transaction (IMMEDIATE on SQLite), queued in this process by the write gate;
+        `urgent` for the records a Slack request needs before its ack (db/engine.py, WriteGate)."""
+        with self.gate.hold(urgent), self.engine.begin() as conn:
+            yield conn
 
     # --- ledger ------------------------------------------------------------------------------
     def record(self, *drafts: EntryDraft) -> list[LedgerEntry]:
@@ -55,20 +89,21 @@ class Store:
 
     # --- tracked sends -----------------------------------------------------------------------
     def find_send(self, target: str, provider: str | None = None) -> TrackedSend | None:
-        with self.session() as session:
-            stmt = select(TrackedSend).where(TrackedSend.target == target)
+        with self.reader.connect() as conn:
             if provider:
-                stmt = stmt.where(TrackedSend.provider == provider)
-            return session.exec(stmt.limit(1)).first()
+                row = conn.execute(_SEND_BY_TARGET_AT, {"target": target, "provider": provider}).first()
+            else:
+                row = conn.execute(_SEND_BY_TARGET, {"target": target}).first()
+            return _send(row) if row is not None else None
 
     def get_send(self, send_id: str) -> TrackedSend | None:
-        with self.session() as session:
-            return session.get(TrackedSend, send_id)
+        with self.reader.connect() as conn:
+            row = conn.execute(_SEND_BY_ID, {"send_id": send_id}).first()
+            return _send(row) if row is not None else None
 
     def batch(self, batch_id: str) -> list[TrackedSend]:
-        with self.session() as session:
-            stmt = select(TrackedSend).where(TrackedSend.batch_id == batch_id).order_by(col(TrackedSend.target))
-            return list(session.exec(stmt))
+        with self.reader.connect() as conn:
+            return [_send(row) for row in conn.execute(_BATCH, {"batch_id": batch_id})]
 
     def add_sends(self, sends: Iterable[TrackedSend], drafts: Iterable[EntryDraft]) -> None:
         """New tracked sends and their ledger entries, together."""
@@ -102,16 +137,15 @@ class Store:
         """Move a send from one of `from_states` to `to_state`; False if someone else moved it first.
         With `intent`, the intent is opened in the same transaction (only when the claim is won), so a
         crash can never leave a claimed send without the intent that reconciliation settles."""
-        with self.session() as session:
-            result = session.execute(
-                update(TrackedSend)
-                .where(col(TrackedSend.id) == send_id, col(TrackedSend.state).in_(from_states))
+        with self.writing() as conn:
+            result = conn.execute(
+                _SENDS.update()
+                .where(_SENDS.c.id == send_id, _SENDS.c.state.in_(from_states))
                 .values(state=to_state, updated_at=self.clock.now())
             )
-            won = bool(result.rowcount)  # type: ignore[attr-defined]
+            won = bool(result.rowcount)
             if won and intent is not None:
-                session.add(intent)
-            session.commit()
+                conn.execute(_INTENTS.insert(), _intent_values(intent))
             return won
 
     def set_state(
@@ -241,10 +275,9 @@ class Store:
             return list(session.exec(stmt.order_by(col(Approval.created_at).desc()).limit(limit)))
 
     # --- intents -----------------------------------------------------------------------------
-    def open_intent(self, intent: Intent) -> None:
-        with self.session() as session:
-            session.add(intent)
-            session.commit()
+    def open_intent(self, intent: Intent, urgent: bool = False) -> None:
+        with self.writing(urgent) as conn:
+            conn.execute(_INTENTS.insert(), _intent_values(intent))
 
     def close_intent(
         self,
@@ -252,29 +285,33 @@ class Store:
         drafts: Sequence[EntryDraft] = (),
         send_updates: Sequence[tuple[str, str, str | None]] = (),
         new_sends: Sequence[TrackedSend] = (),
+        also: Callable[[Connection], None] | None = None,
     ) -> bool:
         """Record the outcome of a provider call: ledger entries, state changes and the intent's
-        close, in one transaction. `send_updates`: (send_id, state, provider_status)."""
+        close, in one transaction. `send_updates`: (send_id, state, provider_status); `also`: more work
+        for the same transaction, after the rest (dropping the reminders of a cancelled send)."""
         now = self.clock.now()
-        with self.session() as session:
-            closed = session.execute(
-                update(Intent)
-                .where(col(Intent.id) == intent_id, col(Intent.finished_at).is_(None))
+        with self.writing() as conn:
+            closed = conn.execute(
+                _INTENTS.update()
+                .where(_INTENTS.c.id == intent_id, _INTENTS.c.finished_at.is_(None))
                 .values(finished_at=now)
             )
-            if not closed.rowcount:  # type: ignore[attr-defined]
-                session.rollback()  # someone (a reconciling replica) recorded this outcome already
+            if not closed.rowcount:
+                # someone (a reconciling replica) recorded this outcome already: nothing was written
                 return False
-            for send in new_sends:
-                session.add(send)
+            if new_sends:
+                conn.execute(_SENDS.insert(), [{c.name: getattr(send, c.name) for c in _SENDS.columns}
+                                               for send in new_sends])
             for send_id, state, provider_status in send_updates:
                 values: dict[str, object] = {"state": state, "updated_at": now}
                 if provider_status is not None:
                     values["provider_status"] = provider_status
-                session.execute(update(TrackedSend).where(col(TrackedSend.id) == send_id).values(**values))
+                conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(**values))
             for draft in drafts:
-                append(session, draft, now)
-            session.commit()
+                append_row(conn, draft, now)
+            if also is not None:
+                also(conn)
             return True
 
     def open_intents(self, started_before: datetime | None = None) -> list[Intent]:
@@ -302,13 +339,12 @@ class Store:
             return False
 
     # --- Slack request de-duplication ---------------------------------------------------------
-    def first_time(self, key: str) -> bool:
+    def first_time(self, key: str, urgent: bool = False) -> bool:
         """True the first time a request key is seen (replays and retries get False)."""
         now = self.clock.now()
         try:
-            with self.session() as session:
-                session.add(SeenRequest(key=key[:128], at=now))
-                session.commit()
+            with self.writing(urgent) as conn:
+                conn.execute(_SEEN.insert(), {"key": key[:128], "at": now})
                 return True
         except IntegrityError:
             return False

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.logs import request_id
 from bot.services import Services
 from bot.slack import listeners
-from bot.slack.listeners.context import new_request_id
+from bot.slack.listeners.context import SharedSessionRespond, new_request_id
 
 log = logging.getLogger("bot.slack")
 
@@ -31,6 +31,8 @@ def build_app(services: Services, client: AsyncWebClient, signing_secret: str | 
     async def with_request_id(context: dict[str, Any], next: Callable[[], Awaitable[BoltResponse]]) -> Any:
         rid = context.get("request_id") or new_request_id()
         context["request_id"] = rid
+        if context.get("response_url"):
+            context["respond"] = SharedSessionRespond(context.respond, services)  # type: ignore[attr-defined]
         token = request_id.set(rid)
         try:
             return await next()

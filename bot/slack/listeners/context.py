@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.context.respond.internals import _build_message
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.logs import request_id
 from bot.operations.common import Invoker
@@ -24,6 +26,23 @@ log = logging.getLogger("bot.slack")
 
 def new_request_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+class SharedSessionRespond(AsyncRespond):
+    """Bolt's `respond`, posting through the bot's shared aiohttp session (Services.webhooks) instead of
+    a new session per answer; what it sends is built by Bolt's own `_build_message`, as before."""
+
+    def __init__(self, base: AsyncRespond, services: Services) -> None:
+        super().__init__(response_url=base.response_url, proxy=base.proxy, ssl=base.ssl)
+        self._services = services
+
+    async def __call__(self, text: str | dict[str, Any] = "", **kwargs: Any) -> WebhookResponse:  # type: ignore[override]
+        if self.response_url is None:
+            raise ValueError("respond is unsupported here as there is no response_url")
+        client = AsyncWebhookClient(url=self.response_url, proxy=self.proxy, ssl=self.ssl,
+                                    session=self._services.webhooks.get())
+        message = _build_message(**text) if isinstance(text, dict) else _build_message(text=text, **kwargs)
+        return await client.send_dict(message)
 
 
 def invoker_from_command(command: dict[str, Any], rid: str) -> Invoker:
@@ -81,7 +100,8 @@ async def open_request(services: Services, who: Invoker, what: str) -> str | Non
                     payload=json.dumps({"request_id": who.request_id, "what": what}),
                     started_at=services.now())
     try:
-        await services.db(services.store.open_intent, intent)
+        # urgent: the ack waits for it; it goes before background writers (db/engine.py, WriteGate)
+        await services.db(services.store.open_intent, intent, True)
     except Exception:
         log.exception("could not record the request")
         return None
