@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from bot import commands
 from bot.ids import TargetRef
-from bot.operations.cancel import CancelResult, _cancel_resolved, cancel_one
+from bot.operations.cancel import CancelResult, cancel_one, cancel_resolved
 from bot.operations.common import Invoker, Resolved, Stop, provider_for
 from bot.operations.results import Reply, Tone
 from bot.providers.base import ProviderName
@@ -28,7 +28,6 @@ Progress = Callable[[int, int], Awaitable[None]]
 Item = TargetRef | Resolved  # an id as given, or a tracked send already looked up
 WORKERS_PER_PROVIDER = 8  # in flight per provider; the rate limiter, not this, sets the pace
 DETAILS_SHOWN = 20
-CONCURRENCY = WORKERS_PER_PROVIDER  # the former name
 
 
 def progress_bar(done: int, total: int, width: int = 10) -> str:
@@ -44,7 +43,7 @@ async def _cancel(services: Services, who: Invoker, item: Item) -> CancelResult:
     if isinstance(item, TargetRef):
         return await cancel_one(services, who, item)
     try:  # what cancel_one does once it has resolved the id
-        return await _cancel_resolved(services, who, item)
+        return await cancel_resolved(services, who, item)
     except Stop as stop:
         return CancelResult(item.target, item.provider_name, stop.reply.tone, stop.reply.text)
 

@@ -53,12 +53,14 @@ async def cancel_one(services: Services, who: Invoker, ref: TargetRef) -> Cancel
     except Stop as stop:
         return CancelResult(ref.id, None, stop.reply.tone, stop.reply.text)
     try:
-        return await _cancel_resolved(services, who, found)
+        return await cancel_resolved(services, who, found)
     except Stop as stop:
         return CancelResult(found.target, found.provider_name, stop.reply.tone, stop.reply.text)
 
 
-async def _cancel_resolved(services: Services, who: Invoker, found: Resolved) -> CancelResult:
+async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> CancelResult:
+    """Cancel a send whose provider and id are already known (a bulk cancel looked them up in one read).
+    Raises Stop where `cancel_one` would answer with its reply."""
     name, target, send = found.provider_name, found.target, found.send
     label = f"{display(name)} `{target}`"
 
