@@ -21,9 +21,11 @@ PAGE = 20
 async def list_sends(services: Services, who: Invoker, cmd: commands.ListSends) -> Reply:
     owner = who.user if cmd.scope == "mine" else None
     sends = await services.db(services.store.upcoming, services.now(), owner, 50)
-    whose = "your" if owner else "all"
+    whose = "yours" if owner else "everyone's"
     if not sends:
-        return Reply(Tone.INFO, f"No upcoming sends ({whose}).")
+        empty = ("You have no upcoming sends. `/sms list all` shows everyone's." if owner
+                 else "No upcoming sends: nothing is scheduled.")
+        return Reply(Tone.INFO, empty)
     lines = [
         f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} recipient(s) · "
         f"by <@{s.created_by}> · {s.state}"

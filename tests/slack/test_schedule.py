@@ -114,6 +114,8 @@ def test_schedule_to_a_thousand_recipients(bot, solapi):
 
 
 def test_track_list_and_status(bot, telnyx, solapi):
+    _, t0 = bot.command("list")
+    assert reply_text(bot.final_reply(t0)).endswith("You have no upcoming sends. `/sms list all` shows everyone's.")
     message_id = telnyx.add_message(send_at=datetime.now(UTC) + timedelta(hours=4), to="+15551230009")
     group_id = solapi.add_group(status="SCHEDULED", scheduled_at=datetime.now(UTC) + timedelta(hours=1))
     _, t1 = bot.command(f"track telnyx {message_id}")
