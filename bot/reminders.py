@@ -32,7 +32,7 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, and_, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
@@ -395,12 +395,21 @@ class Reminders:
         return drop_in
 
     def _batch_jobs(self, batch_id: str) -> Any:
-        """Every job of a batch, whatever its lead: the ids between `remind:<batch>:` and
-        `remind:<batch>;` (';' follows ':'), a range of the primary key rather than a LIKE, which
-        SQLite answers by reading the whole table."""
-        table = self.store.jobs_t
+        """Delete every job of a batch, whatever its lead."""
+        return self.store.jobs_t.delete().where(self._of_batch(batch_id))
+
+    def _of_batch(self, batch_id: str) -> Any:
+        """The job ids of a batch: those starting `remind:<batch>:`. On SQLite a range of the primary
+        key (`remind:<batch>:` up to `remind:<batch>;`, ';' following ':'): its BINARY collation compares
+        bytes, while its LIKE ignores case and reads the whole table. Elsewhere a LIKE: PostgreSQL
+        compares text in the database's collation, and under a language one (en_US, ICU) punctuation is
+        ignored at first, so `remind:<batch>:3600` does not sort before `remind:<batch>;` and a range
+        would miss it."""
+        column = self.store.jobs_t.c.id
         prefix = f"{JOB_PREFIX}{batch_id}:"
-        return table.delete().where(table.c.id >= prefix, table.c.id < prefix[:-1] + ";")
+        if self.engine.dialect.name == "sqlite":
+            return and_(column >= prefix, column < prefix[:-1] + ";")
+        return column.startswith(prefix, autoescape=True)
 
     def remove_batch(self, batch_id: str) -> None:
         """Delete every lead's job of a batch, now (also leads no longer configured)."""
@@ -420,10 +429,8 @@ class Reminders:
 
     def job_ids(self, batch_id: str) -> list[str]:
         """The reminder jobs stored for a batch (for tests and operators)."""
-        table = self.store.jobs_t
-        prefix = f"{JOB_PREFIX}{batch_id}:"
         with self.store.reader.connect() as conn:
-            rows = conn.execute(select(table.c.id).where(table.c.id >= prefix, table.c.id < prefix[:-1] + ";"))
+            rows = conn.execute(select(self.store.jobs_t.c.id).where(self._of_batch(batch_id)))
             return sorted(r[0] for r in rows)
 
     def _sweep_quietly(self) -> int:

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.fakes.slack import FakeSlack
+from tests.support.pg import PG_CREATE_OPTIONS
 
 # Watches the whole session for secrets in logs, Slack answers and the ledger (tests/faults/secrets_plugin.py).
 pytest_plugins = ["tests.faults.secrets_plugin"]
@@ -22,7 +23,7 @@ def create_pg_database() -> tuple[str, str]:
     """A fresh PostgreSQL database for one test; returns (SQLAlchemy URL, name)."""
     name = f"smsops_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {PG_CREATE_OPTIONS}')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     return f"{base}/{name}", name
 

@@ -23,6 +23,7 @@ from bot.clock import FrozenClock
 from db.engine import make_engine, normalise_url
 from db.ledger import Ledger
 from db.migrate import upgrade
+from tests.support.pg import PG_CREATE_OPTIONS
 
 PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
     "postgresql://", "postgresql+psycopg://", 1)
@@ -66,7 +67,7 @@ class PgDatabases:
     def create(self) -> str:
         name = f"{self.PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}" {PG_CREATE_OPTIONS}'))
         self.names.append(name)
         return self.url(name)
 

@@ -203,3 +203,42 @@ async def test_replicas_firing_the_same_reminder_at_the_same_moment_post_it_once
         for s in replicas:
             await s.aclose()
             s.engine.dispose()
+
+
+async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_database(any_db_url, telnyx):
+    """On PostgreSQL under a language collation too (tests/support/pg.py), where text ranges that
+    assume bytewise order miss ids."""
+    from db.migrate import upgrade
+
+    upgrade(any_db_url)
+    services = make_services(any_db_url, telnyx)
+    reminders = Reminders(services, poll_seconds=0.5)
+    services.reminders = reminders
+    reminders.start()
+    assert reminders.swept is not None
+    await reminders.swept
+    try:
+        mine, other, kept = (tracked(services, telnyx, soon(7200))[0] for _ in range(3))
+        for send in (mine, other, kept):
+            reminders.plan(send)
+
+        def stored() -> set[str]:
+            return {job.id for job in reminders.scheduler.get_jobs()}
+
+        assert stored() == {job_id(s.batch_id, lead) for s in (mine, other, kept) for lead in (3600, 600)}
+        assert reminders.job_ids(mine.batch_id) == sorted(job_id(mine.batch_id, lead) for lead in (3600, 600))
+
+        services.store.set_state(mine.id, "cancelled")
+        reminders.drop(mine.id)  # after the fact, as reconciliation does
+        services.store.set_state(other.id, "cancelled")
+        drop_in = reminders.dropper(other)  # inside the cancel's own transaction, as /sms cancel does
+        assert drop_in is not None
+        with services.store.writing() as conn:
+            drop_in(conn)
+
+        assert stored() == {job_id(kept.batch_id, lead) for lead in (3600, 600)}
+        assert reminders.job_ids(mine.batch_id) == reminders.job_ids(other.batch_id) == []
+    finally:
+        reminders.shutdown()
+        await services.aclose()
+        services.engine.dispose()
