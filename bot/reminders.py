@@ -32,7 +32,8 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Connection, Engine, Table, and_, func, select, text
+from sqlalchemy import Connection, Engine, String, Table, and_, any_, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
@@ -433,6 +434,14 @@ class Reminders:
             rows = conn.execute(select(self.store.jobs_t.c.id).where(self._of_batch(batch_id)))
             return sorted(r[0] for r in rows)
 
+    def _one_of(self, column: Any, values: list[str]) -> Any:
+        """`column IN values` for a page of the sweep (thousands of values). On PostgreSQL one array
+        parameter (`= ANY(%s)`): an expanded IN list is rendered and parsed value by value, which was
+        most of the sweep's time there."""
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam("values", values, type_=postgresql.ARRAY(String)))
+        return column.in_(values)
+
     def _sweep_quietly(self) -> int:
         try:
             return self.sweep()
@@ -471,13 +480,13 @@ class Reminders:
                 continue
             with self.engine.connect() as conn:
                 have = {r[0] for r in conn.execute(
-                    select(table.c.id).where(table.c.id.in_([job_id(b, lead) for b, lead in wanted])))}
+                    select(table.c.id).where(self._one_of(table.c.id, [job_id(b, lead) for b, lead in wanted])))}
             # In this order: a job that ran before `have` was read is still running now, or has claimed.
             running = self.running_jobs()
             with self.engine.connect() as conn:
                 claimed = {(r[0], r[1]) for r in conn.execute(
                     select(col(ReminderClaim.send_id), col(ReminderClaim.lead_seconds)).where(
-                        col(ReminderClaim.send_id).in_({b for b, _ in wanted})))}
+                        self._one_of(col(ReminderClaim.send_id), sorted({b for b, _ in wanted}))))}
             for (batch_id, lead), at in wanted.items():
                 jid = job_id(batch_id, lead)
                 if jid not in have and (batch_id, lead) not in claimed and jid not in running:

@@ -242,3 +242,32 @@ async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_datab
         reminders.shutdown()
         await services.aclose()
         services.engine.dispose()
+
+
+async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(any_db_url, telnyx):
+    """Over more than one page of batches, with some jobs planned, one claimed and one missing."""
+    from db.migrate import upgrade
+    from db.store import new_id
+
+    upgrade(any_db_url)
+    services = make_services(any_db_url, telnyx)
+    reminders = Reminders(services, poll_seconds=0.5, sweep=False)
+    services.reminders = reminders
+    reminders.start()
+    try:
+        sends = [tracked(services, telnyx, soon(7200), batch_id=new_id())[0] for _ in range(7)]
+        planned, claimed, missing = sends[:3], sends[3], sends[4:]
+        for send in planned:
+            reminders.plan(send)
+        services.store.claim_reminder(claimed.batch_id, 3600, "posted", None)  # its 1h reminder went out
+
+        added = await asyncio.to_thread(reminders.sweep, 2)  # pages of two batches
+        assert added == 2 * len(missing) + 1  # both leads of each missing batch, the claimed one's 10m
+        assert reminders.job_ids(claimed.batch_id) == [job_id(claimed.batch_id, 600)]
+        for send in (*planned, *missing):
+            assert reminders.job_ids(send.batch_id) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
+        assert await asyncio.to_thread(reminders.sweep, 2) == 0
+    finally:
+        reminders.shutdown()
+        await services.aclose()
+        services.engine.dispose()
