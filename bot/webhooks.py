@@ -119,7 +119,7 @@ async def record_delivery(services: Services, message_id: str, event_type: str, 
 
 
 async def _show_delivery(services: Services, send_id: str, failed: bool, word: str, status: str) -> None:
-    services.reminders.drop(send_id)
+    await services.db(services.reminders.drop, send_id)  # a transaction: off the event loop
     send = await services.db(services.store.get_send, send_id)
     if send is not None and send.notice_channel and send.notice_ts:
         batch = await services.db(services.store.batch, send.batch_id)

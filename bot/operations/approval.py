@@ -142,7 +142,7 @@ async def _send(services: Services, who: Invoker, approval: Approval, send: Trac
     await services.db(services.store.close_intent, intent.id, [who.draft(
         Action.SENT, Outcome.OK, provider=send.provider, target=send.target, detail=f"Solapi: {after.status}")],
         [(send.id, after.state.value, after.status)])
-    services.reminders.drop(send.id)
+    await services.db(services.reminders.drop, send.id)  # a transaction: off the event loop
     await _update(services, approval, send,
                   f"Approved by <@{who.user}> at {when(services.now())} — sent; Solapi says `{after.status}`.")
     return Reply(Tone.OK, f"Sent Solapi `{send.target}`; Solapi says `{after.status}`.")

@@ -43,5 +43,5 @@ async def delete(services: Services, who: Invoker, ref: TargetRef) -> Reply:
         Action.DELETED, Outcome.OK, provider=name, target=target, detail=f"Solapi: {after.status}")],
         [(send.id, SendState.DELETED.value, after.status)] if send else [])
     if send is not None:
-        services.reminders.drop(send.id)
+        await services.db(services.reminders.drop, send.id)  # a transaction: off the event loop
     return Reply(Tone.OK, f"Deleted Solapi group `{target}`; it can no longer be sent.")

@@ -70,7 +70,7 @@ async def settle(services: Services, intent: Intent) -> bool:
     if not await services.db(services.store.close_intent, intent.id, [draft], updates):
         return False  # another replica settled it
     if send is not None and state_update is not None and SendState(state_update[0]).is_final:
-        services.reminders.drop(send.id)
+        await services.db(services.reminders.drop, send.id)  # a transaction: off the event loop
     if channel:
         if send is not None and send.notice_channel and send.notice_ts and SendState(
                 state_update[0] if state_update else "unknown") is SendState.CANCELLED:

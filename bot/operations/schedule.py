@@ -61,7 +61,7 @@ async def schedule(services: Services, who: Invoker, cmd: commands.Schedule) -> 
                for recipient, error in outcome.failed]
     await services.db(services.store.close_intent, intent.id, drafts, (), sends)
     for send in sends:
-        services.reminders.plan(send)
+        await services.db(services.reminders.plan, send)  # a job-store write: off the event loop
 
     notice_channel = channel or services.settings.sms_channel
     if notice_channel and sends:
@@ -119,6 +119,6 @@ async def track(services: Services, who: Invoker, cmd: commands.Track) -> Reply:
     draft = who.draft(Action.TRACKED, Outcome.OK, provider=cmd.provider, target=target,
                       detail=f"{state.status}, send time {when(state.send_at)}")
     await services.db(services.store.add_sends, [send], [draft])
-    services.reminders.plan(send)
+    await services.db(services.reminders.plan, send)  # a job-store write: off the event loop
     return Reply(Tone.OK, f"Following {display(cmd.provider)} `{target}`: `{state.status}`, "
                           f"goes out {when(state.send_at)} to {send.recipient_count} recipient(s).")

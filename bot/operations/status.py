@@ -29,12 +29,12 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
         await services.db(services.store.set_state, send.id, _tracked_state(send.state, state.state),
                           state.status, state.send_at)
         if state.state.is_final:
-            await asyncio.to_thread(services.reminders.drop, send.id)
+            await services.db(services.reminders.drop, send.id)
         elif _moved(send.send_at, state.send_at):
             # Rescheduled at the provider (its console, another tool): the reminders follow the new time.
             fresh = await services.db(services.store.get_send, send.id)
             if fresh is not None:
-                await asyncio.to_thread(services.reminders.plan, fresh)
+                await services.db(services.reminders.plan, fresh)
     details = [
         f"Status: `{state.status}`",
         f"Send time: {when(state.send_at) if state.send_at else 'not scheduled'}",
