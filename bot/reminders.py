@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 
 JOB_PREFIX = "remind:"
 JOBS_TABLE = "apscheduler_jobs"
-DEFAULT_POLL_SECONDS = 5.0
 SWEEP_PAGE = 1000  # batches per read of the start-up sweep
 MAX_CHECKS = 25  # provider status calls before one reminder (a Telnyx batch may hold thousands)
 CHECK_CONCURRENCY = 5
@@ -95,15 +93,6 @@ async def fire_reminder(batch_id: str, lead_seconds: int) -> str:
         log.warning("reminder fired with no bot running", extra={"batch": batch_id, "lead": lead_seconds})
         return "no-bot"
     return await reminders.fire(batch_id, lead_seconds)
-
-
-def _poll_from_env() -> float:
-    raw = os.environ.get("REMINDER_POLL_SECONDS", "")
-    try:
-        return float(raw) if raw else DEFAULT_POLL_SECONDS
-    except ValueError:
-        log.warning("REMINDER_POLL_SECONDS is not a number; using the default", extra={"value": raw})
-        return DEFAULT_POLL_SECONDS
 
 
 def runs(send_at: datetime, leads: Iterable[int], now: datetime) -> list[tuple[int, datetime]]:
@@ -255,7 +244,8 @@ class Reminders:
     def __init__(self, services: Services, *, poll_seconds: float | None = None, sweep: bool = True) -> None:
         self.services = services
         self.engine: Engine = services.engine
-        self.poll_seconds = max(0.2, poll_seconds if poll_seconds is not None else _poll_from_env())
+        self.poll_seconds = max(0.2, poll_seconds if poll_seconds is not None
+                                else services.settings.reminder_poll_seconds)
         self.sweep_on_start = sweep
         self.store = _JobStore(engine=self.engine, tablename=JOBS_TABLE)
         self.scheduler = AsyncIOScheduler(

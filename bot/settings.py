@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     reminder_leads: Annotated[list[timedelta], NoDecode] = Field(default_factory=lambda: [timedelta(minutes=15)])
     approval_ttl: timedelta = timedelta(hours=24)
     reconcile_after: timedelta = timedelta(minutes=2)  # an open intent older than this is reconciled
+    # how often a replica looks at the shared job store for reminders another replica planned
+    reminder_poll_seconds: float = Field(default=5.0, ge=0.2, le=3600)
 
     sms_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     sms_auditors: Annotated[frozenset[str], NoDecode] = frozenset()
