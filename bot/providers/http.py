@@ -11,31 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib.util
 import json
 import logging
 import random
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 
 from bot.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.ratelimit import RateLimiter, default_limiter
+from bot.providers.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
-
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` on every request and falls back to asyncio when it is missing (anyio 4
-    # no longer installs it): a failed import searches all of sys.path each time (4 % of the bot's CPU in
-    # bench/throughput_bench.py). Recorded as absent, the failed import is a dictionary lookup.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 # Set by whoever wants to hear about retries (e.g. to tell the user "Telnyx is slow, retrying…").
 RetryListener = Callable[[str, int, ProviderError], Awaitable[None]]
@@ -238,58 +230,6 @@ class ProviderHTTP:
                 http_status=response.status_code,
             )
         raise self._error_parser(response, body)
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx's client API (what the providers and their tests are written against) over aiohttp's
-    connection pool. httpcore's pool looks at every pooled connection, polling its socket, for each
-    request: with the 20–50 connections of a busy bot that was most of the cost of a provider call
-    (bench/README.md, section 2); aiohttp keeps idle connections per host in a queue.
-
-    Timeouts as httpx's: `connect_timeout` to open a connection, `read_timeout` for each read and for
-    waiting for a free connection. aiohttp's errors become httpx's (a timeout a TimeoutException, any other
-    transport failure a TransportError), so ProviderHTTP maps and retries them as before. The body is
-    passed on undecoded (httpx decodes it), one session per event loop."""
-
-    def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int = 50) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=read_timeout, sock_connect=connect_timeout,
-                                              sock_read=read_timeout)
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"), trust_env=False)
-            self._loop = loop
-        return self._session
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session_now()
-        body = await request.aread()
-        try:
-            async with session.request(request.method, str(request.url), headers=request.headers.multi_items(),
-                                       data=body or None, allow_redirects=False,
-                                       compress=None) as answer:
-                content = await answer.read()
-                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers]
-                status = answer.status
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(f"{type(exc).__name__}: {exc}", request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ClientError, OSError) as exc:  # dropped, reset, a broken or truncated answer
-            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
-        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content), request=request)
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
 
 
 _STATIC_SEGMENT = re.compile(r"^(?:v\d{1,2}|[a-z][a-z_-]{0,23})$")
