@@ -52,16 +52,18 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
-def _enable_wal(cursor: Any, attempts: int = 100) -> None:
+def _enable_wal(cursor: Any, patience: float = 30.0) -> None:
     """Switch the file to WAL (it stays so). The switch needs the file to itself, and SQLite answers
     "database is locked" at once, without its busy handler, when another process (a second replica
-    starting at the same moment) is switching it too: try again for a few seconds."""
-    for attempt in range(attempts):
+    starting at the same moment) holds it or is switching it too: try again, as long as the busy
+    timeout would have waited."""
+    deadline = time.monotonic() + patience
+    while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or attempt == attempts - 1:
+            if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02 + random.random() * 0.05)
 
