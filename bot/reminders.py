@@ -299,6 +299,11 @@ class Reminders:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _TABLE_LOCK_KEY})
             table.create(conn, checkfirst=True)
+            if conn.dialect.name == "postgresql":
+                # A batch's jobs are found by id prefix (`_of_batch`); the primary key's index serves a
+                # LIKE prefix only under the C collation, this one under any.
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS {JOBS_TABLE}_id_prefix "
+                                  f"ON {JOBS_TABLE} (id varchar_pattern_ops)"))
         self._table_ready = True
 
     def _spawn(self, coro: Any) -> None:

@@ -271,3 +271,31 @@ async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(
         reminders.shutdown()
         await services.aclose()
         services.engine.dispose()
+
+
+async def test_a_batchs_jobs_are_found_through_an_index_on_postgresql(pg_url, telnyx):
+    """Every cancel looks its batch's jobs up by id prefix: without an index that serves a prefix under
+    the database's collation, that is a scan of every reminder (13 ms at 100,000; 0.8 ms with it)."""
+    from sqlalchemy import select
+
+    from db.migrate import upgrade
+
+    upgrade(pg_url)
+    services = make_services(pg_url, telnyx)
+    reminders = Reminders(services, poll_seconds=0.5, sweep=False)
+    reminders.start()
+    try:
+        send = tracked(services, telnyx, soon(7200))[0]
+        reminders.plan(send)
+        lookup = select(reminders.store.jobs_t.c.id).where(reminders._of_batch(send.batch_id))
+        with services.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: ask whether it *can*
+            compiled = lookup.compile(conn, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+            found = conn.execute(lookup).scalars().all()
+        assert "apscheduler_jobs_id_prefix" in plan, plan
+        assert sorted(found) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
+    finally:
+        reminders.shutdown()
+        await services.aclose()
+        services.engine.dispose()
