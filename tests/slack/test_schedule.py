@@ -172,3 +172,29 @@ def test_permissions_others_may_not_cancel_and_the_refusal_is_recorded(make_bot,
     assert [(e.action, e.actor) for e in ledger(bot)][-1] == ("refused", "U0MALLORY")
     _, click = bot.click(cancel["action_id"], cancel["value"], user="U0ADMIN01")
     assert "Cancelled" in reply_text(bot.final_reply(click))
+
+
+@pytest.mark.parametrize("provider,to", [
+    ("telnyx", "+15551230001"),
+    ("solapi", "+821012345678"),
+    ("highlevel", "cT9kQ2mN4pR6sV8xZ1aB"),
+])
+def test_on_postgresql_schedule_then_cancel_leaves_no_reminder_and_two_entries(
+        make_bot, telnyx, solapi, highlevel, pg_url, provider, to):
+    """The whole path on PostgreSQL (a language collation: tests/support/pg.py), as replicas run it."""
+    bot = make_bot(database_url=pg_url, reminder_leads="1h,10m")
+    _, token = bot.command(f"schedule {provider} {to} at {iso_in(timedelta(hours=3))} Doors open at 10")
+    assert "Scheduled with" in reply_text(bot.final_reply(token))
+    [send] = tracked(bot)
+    reminders = bot.services.reminders
+    assert len(reminders.job_ids(send.batch_id)) == 2  # type: ignore[attr-defined]
+
+    _, token = bot.command(f"cancel {provider}:{send.target}", user="U0ALICE01")
+    assert "Cancelled" in reply_text(bot.final_reply(token))
+    [after] = tracked(bot)
+    assert after.state == "cancelled"
+    assert reminders.job_ids(send.batch_id) == []  # type: ignore[attr-defined]
+    assert [(e.action, e.outcome, e.target) for e in ledger(bot)] == [
+        ("scheduled", "ok", send.target), ("cancelled", "ok", send.target)]
+    from db.ledger import verify  # the chain written through PostgreSQL verifies
+    assert verify(bot.services.engine).ok
