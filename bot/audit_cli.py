@@ -192,12 +192,18 @@ def audit_main(argv: list[str], database_url: str) -> int:
 
 
 def verify_main(argv: list[str], database_url: str) -> int:
-    """`python -m bot verify-ledger`: 0 and `ledger intact: N entries`, or 1 and the first bad entry
-    (2: bad arguments; 3: the database could not be read)."""
+    """`python -m bot verify-ledger [--anchor SEQ:HASH]`: 0 and `ledger intact: N entries`, with the
+    newest entry's seq:hash to keep outside the database; or 1 and the first bad entry (2: bad
+    arguments; 3: the database could not be read)."""
     parser = _Parser(prog="python -m bot verify-ledger",
                      description="Check that no ledger entry was edited, removed or inserted.")
+    parser.add_argument("--anchor", metavar="SEQ:HASH",
+                        help="an entry's seq:hash printed by an earlier run and kept elsewhere: the ledger must"
+                             " still reach that entry unchanged (catches removed newest entries and a"
+                             " recomputed chain)")
     try:
-        parser.parse_args(argv)
+        args = parser.parse_args(argv)
+        anchor = _anchor(args.anchor) if args.anchor else None
     except UsageError as exc:
         print(f"verify-ledger: {exc}", file=sys.stderr)
         return 2
@@ -207,15 +213,27 @@ def verify_main(argv: list[str], database_url: str) -> int:
         upgrade(database_url, quiet=True)
         engine = make_engine(database_url)
         try:
-            result = verify(engine)
+            result = verify(engine, anchor=anchor)
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
         print(f"verify-ledger: could not read the ledger: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
     if result.ok:
-        print(f"ledger intact: {result.checked} entries")
+        line = f"ledger intact: {result.checked} entries"
+        if result.checked:
+            line += f"; newest {result.checked}:{result.head}"
+        if anchor is not None:
+            line += f"; reaches the anchor {anchor[0]}"
+        print(line)
         return 0
     print(f"ledger BROKEN at entry {result.bad_seq}: {result.problem}"
           f" ({result.checked} entries before it are intact)")
     return 1
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise UsageError(f"--anchor wants SEQ:HASH as verify-ledger printed it (e.g. 42:{'0' * 64}), not {text!r}")
+    return int(seq), digest

@@ -199,6 +199,7 @@ class VerifyResult:
     problem: str | None = None
     bad_seq: int | None = None
     details: list[str] = field(default_factory=list)
+    head: str = GENESIS  # the hash of the newest entry checked: what an operator anchors elsewhere
 
 
 def iter_entries(engine: Engine, batch: int = 5000) -> Iterator[LedgerEntry]:
@@ -240,8 +241,13 @@ def _iter_chain_rows(engine: Engine, batch: int) -> Iterator[Row[Any]]:
         after = rows[-1].seq
 
 
-def verify(engine: Engine, batch: int = 5000) -> VerifyResult:
-    """Walk the chain from the first entry; name the first entry that was edited, removed or inserted."""
+def verify(engine: Engine, batch: int = 5000, anchor: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the chain from the first entry; name the first entry that was edited, removed or inserted.
+
+    The chain alone cannot show that its newest entries were cut off, or that all of it was
+    recomputed after an edit. `anchor` is (seq, hash) of an entry as it was seen earlier and kept
+    outside the database (from a previous run's `head`): the chain must still reach that entry, with
+    that hash, which every entry before it determines."""
     expected_seq = 1
     prev_hash = GENESIS
     checked = 0
@@ -269,7 +275,19 @@ def verify(engine: Engine, batch: int = 5000) -> VerifyResult:
                 f"entry {seq} ({row.action} by {row.actor} at {row.at.isoformat()}) was edited:"
                 " its contents no longer match its hash", seq,
             )
+        if anchor is not None and seq == anchor[0] and row.hash != anchor[1]:
+            return VerifyResult(
+                False, checked,
+                f"entry {seq} is not the entry anchored earlier (its hash differs): the chain was"
+                " rewritten at or before it", seq, head=prev_hash,
+            )
         prev_hash = row.hash
         expected_seq += 1
         checked += 1
-    return VerifyResult(True, checked)
+    if anchor is not None and checked < anchor[0]:
+        return VerifyResult(
+            False, checked,
+            f"entry {anchor[0]} was anchored earlier but the ledger now ends at entry {checked}:"
+            " its newest entries were removed", checked + 1, head=prev_hash,
+        )
+    return VerifyResult(True, checked, head=prev_hash)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 from bot.audit_cli import UsageError, audit_main, parse_when, verify_main
 from bot.clock import FrozenClock
 from db.engine import make_engine
-from db.ledger import EntryDraft, Ledger
+from db.ledger import EntryDraft, Ledger, chain_hash
 from db.migrate import current_revision, head_revision
 from db.models import LedgerEntry
 
@@ -167,7 +167,7 @@ def test_parse_when() -> None:
 def test_verify_intact_and_broken(capsys: pytest.CaptureFixture[str], database_url: str, engine: Engine,
                                   filled: list[LedgerEntry]) -> None:
     assert verify_main([], database_url) == 0
-    assert capsys.readouterr().out == "ledger intact: 4 entries\n"
+    assert capsys.readouterr().out == f"ledger intact: 4 entries; newest 4:{filled[-1].hash}\n"
     with engine.begin() as conn:
         conn.execute(text("UPDATE ledger_entries SET actor = 'U2' WHERE seq = 3"))
     assert verify_main([], database_url) == 1
@@ -179,6 +179,51 @@ def test_verify_intact_and_broken(capsys: pytest.CaptureFixture[str], database_u
     assert verify_main([], database_url) == 1
     assert "entry 2 is missing" in capsys.readouterr().out
     assert verify_main(["--bogus"], database_url) == 2
+
+
+def _rewrite_chain_from(engine: Engine, seq: int) -> None:
+    """What someone with write access could do: recompute every hash from `seq` on."""
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq")).mappings().all()
+        prev = rows[seq - 2]["hash"] if seq > 1 else "0" * 64
+        for row in rows[seq - 1:]:
+            at = row["at"] if isinstance(row["at"], datetime) else datetime.fromisoformat(row["at"])
+            digest = chain_hash(row["seq"], at.replace(tzinfo=at.tzinfo or UTC), row["actor"], row["team"],
+                                row["channel"], row["action"], row["provider"], row["target"], row["outcome"],
+                                row["detail"], row["request_id"], prev)
+            conn.execute(text("UPDATE ledger_entries SET prev_hash = :p, hash = :h WHERE seq = :s"),
+                         {"p": prev, "h": digest, "s": row["seq"]})
+            prev = digest
+
+
+def test_an_anchor_kept_elsewhere_catches_what_the_chain_alone_cannot(
+        capsys: pytest.CaptureFixture[str], database_url: str, engine: Engine, filled: list[LedgerEntry]) -> None:
+    assert verify_main([], database_url) == 0
+    anchor = capsys.readouterr().out.strip().rsplit("newest ", 1)[1]
+    assert anchor == f"4:{filled[-1].hash}"
+    assert verify_main(["--anchor", anchor], database_url) == 0
+    assert capsys.readouterr().out.endswith("; reaches the anchor 4\n")
+
+    # an entry is edited and the chain recomputed from it: intact on its own, not against the anchor
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET actor = 'U9' WHERE seq = 2"))
+    _rewrite_chain_from(engine, 2)
+    assert verify_main([], database_url) == 0
+    capsys.readouterr()
+    assert verify_main(["--anchor", anchor], database_url) == 1
+    assert "entry 4 is not the entry anchored earlier" in capsys.readouterr().out
+
+    # the newest entries removed: the chain is intact, the anchor is out of reach
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entries WHERE seq >= 3"))
+    assert verify_main([], database_url) == 0
+    capsys.readouterr()
+    assert verify_main(["--anchor", anchor], database_url) == 1
+    assert "ledger now ends at entry 2: its newest entries were removed" in capsys.readouterr().out
+
+    for bad in ("4", "x:abc", f"0:{filled[-1].hash}", "4:XYZ"):
+        assert verify_main(["--anchor", bad], database_url) == 2
+        assert "--anchor wants SEQ:HASH" in capsys.readouterr().err
 
 
 def _fresh_urls(tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> str:
