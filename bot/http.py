@@ -57,7 +57,7 @@ def build_asgi(
         # makes unique per request (trigger_id, response_url, event_id).
         retry = request.headers.get("x-slack-retry-num")
         key = f"slack:{hashlib.sha256(body).hexdigest()}"
-        if not await services.db(services.store.first_time, key, True):  # urgent: before the ack
+        if not await services.db(services.store.first_time, key, urgent=True):  # the ack waits for it
             log.info("ignored a replayed Slack request", extra={"retry": retry})
             return Response(status_code=200)
         bolt_request = to_async_bolt_request(request, body, {"request_id": new_request_id()})

@@ -355,16 +355,11 @@ class Reminders:
         behind finds nothing waiting when it fires, and says nothing)."""
         sends = TrackedSend.__table__  # type: ignore[attr-defined]
         try:
-            batch_id: str | None = None
             with self.services.store.writing() as conn:
                 batch_id = conn.execute(select(sends.c.batch_id).where(sends.c.id == send_id)).scalar()
-                if batch_id is None:
-                    return
-                waiting = conn.execute(select(sends.c.id).where(
-                    sends.c.batch_id == batch_id, sends.c.state.in_(UPCOMING_STATES)).limit(1)).first()
-                if waiting is not None:
+                if batch_id is None or self._waiting(conn, batch_id):
                     return  # the others in the batch still go out: keep reminding about them
-                if self.scheduler.running and self._table_ready:
+                if self._in_store():
                     # the check and the delete in one transaction: a send added to the batch in between
                     # cannot lose its reminders
                     conn.execute(self._batch_jobs(batch_id))
@@ -377,18 +372,25 @@ class Reminders:
         """`drop` for `send`, as work for the caller's own writing transaction (a cancel's close: the
         outcome and the reminders' removal land together, in one transaction instead of two); None when
         it cannot be done that way (the scheduler not running: call `drop`)."""
-        if not (self.scheduler.running and self._table_ready):
+        if not self._in_store():
             return None
-        sends = TrackedSend.__table__  # type: ignore[attr-defined]
-        waiting = select(sends.c.id).where(sends.c.batch_id == send.batch_id,
-                                           sends.c.state.in_(UPCOMING_STATES)).limit(1)
-        delete = self._batch_jobs(send.batch_id)
 
         def drop_in(conn: Connection) -> None:
-            if conn.execute(waiting).first() is None:
-                conn.execute(delete)
+            if not self._waiting(conn, send.batch_id):
+                conn.execute(self._batch_jobs(send.batch_id))
 
         return drop_in
+
+    def _in_store(self) -> bool:
+        """Whether planned jobs are in the database (else they wait in the scheduler's memory)."""
+        return bool(self.scheduler.running and self._table_ready)
+
+    @staticmethod
+    def _waiting(conn: Connection, batch_id: str) -> bool:
+        """Whether a send of the batch still goes out."""
+        sends = TrackedSend.__table__  # type: ignore[attr-defined]
+        return conn.execute(select(sends.c.id).where(
+            sends.c.batch_id == batch_id, sends.c.state.in_(UPCOMING_STATES)).limit(1)).first() is not None
 
     def _batch_jobs(self, batch_id: str) -> Any:
         """Delete every job of a batch, whatever its lead."""

@@ -11,6 +11,7 @@ import aiohttp
 from sqlalchemy import Connection, Engine
 
 from bot.clock import Clock, SystemClock
+from bot.loop_session import LoopSession
 from bot.notify import Notifier, NullNotifier
 from bot.policy import Permissions
 from bot.providers.base import Provider, ProviderName
@@ -30,28 +31,13 @@ class ReminderPlanner(Protocol):
     def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None: ...
 
 
-class WebhookSessions:
-    """One aiohttp session per event loop for the answers posted to Slack's response_url: slack_sdk
-    opens (and closes) a session, with its connector, per answer unless it is given one."""
+WEBHOOK_TIMEOUT = 30.0  # slack_sdk's own default for a webhook
 
-    TIMEOUT = 30.0  # slack_sdk's own default for a webhook
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    def get(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            # a session of another (finished) loop cannot be used or closed from this one
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.TIMEOUT))
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
+def webhook_sessions() -> LoopSession:
+    """The session for the answers posted to Slack's response_url: slack_sdk opens (and closes) a
+    session, with its connector, per answer unless it is given one."""
+    return LoopSession(lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT)))
 
 
 class NoReminders:
@@ -74,7 +60,7 @@ class Services:
     notifier: Notifier = field(default_factory=NullNotifier)
     reminders: ReminderPlanner = field(default_factory=NoReminders)
     tz_of: Callable[[str], Any] | None = None  # async (user id) -> IANA zone name, set by the Slack layer
-    webhooks: WebhookSessions = field(default_factory=WebhookSessions)
+    webhooks: LoopSession = field(default_factory=webhook_sessions)
 
     def __post_init__(self) -> None:
         self.store = Store(self.engine, self.clock)

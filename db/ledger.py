@@ -140,15 +140,20 @@ _LEDGER_T = LedgerEntry.__table__  # type: ignore[attr-defined]
 _LAST = sa_select(_LEDGER_T.c.seq, _LEDGER_T.c.hash).order_by(_LEDGER_T.c.seq.desc()).limit(1)
 
 
+def _next_entry(db: Session | Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
+    """The columns of the entry that goes after the newest one, under the chain lock."""
+    _lock_chain(db)
+    last = db.execute(_LAST).first()
+    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS)
+    return _entry_values(draft, at, last_seq, last_hash)
+
+
 def append(session: Session, draft: EntryDraft, at: datetime) -> LedgerEntry:
     """Add one entry inside the caller's transaction; it is durable when the caller commits.
 
     Keeping it in the caller's transaction is what makes a state change and its ledger entry land
     together or not at all."""
-    _lock_chain(session)
-    last = session.execute(_LAST).first()
-    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS)
-    entry = LedgerEntry(**_entry_values(draft, at, last_seq, last_hash))
+    entry = LedgerEntry(**_next_entry(session, draft, at))
     session.add(entry)
     session.flush()
     return entry
@@ -157,10 +162,7 @@ def append(session: Session, draft: EntryDraft, at: datetime) -> LedgerEntry:
 def append_row(conn: Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
     """`append` for a Core connection (the hot paths of db/store.py: no ORM unit of work); the same
     chain, lock and hash. Returns the entry's columns."""
-    _lock_chain(conn)
-    last = conn.execute(_LAST).first()
-    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS)
-    values = _entry_values(draft, at, last_seq, last_hash)
+    values = _next_entry(conn, draft, at)
     conn.execute(_LEDGER_T.insert(), values)
     return values
 

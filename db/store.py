@@ -41,8 +41,9 @@ def _send(row: Any) -> TrackedSend:
     return TrackedSend(**row._mapping)
 
 
-def _intent_values(intent: Intent) -> dict[str, Any]:
-    return {c.name: getattr(intent, c.name) for c in _INTENTS.columns}
+def _values(model: Any, table: Any) -> dict[str, Any]:
+    """A model object's columns, for a Core insert into its table."""
+    return {c.name: getattr(model, c.name) for c in table.columns}
 
 
 def new_id() -> str:
@@ -145,7 +146,7 @@ class Store:
             )
             won = bool(result.rowcount)
             if won and intent is not None:
-                conn.execute(_INTENTS.insert(), _intent_values(intent))
+                conn.execute(_INTENTS.insert(), _values(intent, _INTENTS))
             return won
 
     def set_state(
@@ -277,7 +278,7 @@ class Store:
     # --- intents -----------------------------------------------------------------------------
     def open_intent(self, intent: Intent, urgent: bool = False) -> None:
         with self.writing(urgent) as conn:
-            conn.execute(_INTENTS.insert(), _intent_values(intent))
+            conn.execute(_INTENTS.insert(), _values(intent, _INTENTS))
 
     def close_intent(
         self,
@@ -301,8 +302,7 @@ class Store:
                 # someone (a reconciling replica) recorded this outcome already: nothing was written
                 return False
             if new_sends:
-                conn.execute(_SENDS.insert(), [{c.name: getattr(send, c.name) for c in _SENDS.columns}
-                                               for send in new_sends])
+                conn.execute(_SENDS.insert(), [_values(send, _SENDS) for send in new_sends])
             for send_id, state, provider_status in send_updates:
                 values: dict[str, object] = {"state": state, "updated_at": now}
                 if provider_status is not None:

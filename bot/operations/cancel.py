@@ -111,8 +111,7 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
         intent.id,
         [who.draft(Action.CANCELLED, Outcome.OK, provider=name, target=target, detail=detail)],
         [(send.id, SendState.CANCELLED.value, after.status)] if send else [],
-        (),
-        dropper,
+        also=dropper,
     )
     if send is not None:
         if dropper is None:

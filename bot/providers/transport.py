@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import httpx
+
+from bot.loop_session import LoopSession
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -20,24 +20,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     passed on undecoded (httpx decodes it), one session per event loop."""
 
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int = 50) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=read_timeout, sock_connect=connect_timeout,
-                                              sock_read=read_timeout)
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"), trust_env=False)
-            self._loop = loop
-        return self._session
+        timeout = aiohttp.ClientTimeout(total=None, connect=read_timeout, sock_connect=connect_timeout,
+                                        sock_read=read_timeout)
+        self._sessions = LoopSession(lambda: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0), timeout=timeout,
+            auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            trust_env=False))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session_now()
+        session = self._sessions.get()
         body = await request.aread()
         try:
             async with session.request(request.method, str(request.url), headers=request.headers.multi_items(),
@@ -55,6 +46,4 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content), request=request)
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
+        await self._sessions.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,18 +83,26 @@ def soon(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
-@pytest.fixture
-async def world(sqlite_url: str, telnyx: FakeTelnyx) -> AsyncIterator[tuple[Services, Reminders]]:
-    upgrade(sqlite_url)
-    services = make_services(sqlite_url, telnyx)
-    reminders = Reminders(services, poll_seconds=0.5)
+@asynccontextmanager
+async def running_reminders(url: str, telnyx: FakeTelnyx, *, sweep: bool = True
+                            ) -> AsyncIterator[tuple[Services, Reminders]]:
+    """A migrated database, the bot's services on it and a started Reminders (polling every 0.5 s)."""
+    upgrade(url)
+    services = make_services(url, telnyx)
+    reminders = Reminders(services, poll_seconds=0.5, sweep=sweep)
     services.reminders = reminders
     reminders.start()
-    assert reminders.swept is not None
-    assert await reminders.swept == 0  # an empty database: nothing to catch up on
     try:
         yield services, reminders
     finally:
         reminders.shutdown()
         await services.aclose()
         services.engine.dispose()
+
+
+@pytest.fixture
+async def world(sqlite_url: str, telnyx: FakeTelnyx) -> AsyncIterator[tuple[Services, Reminders]]:
+    async with running_reminders(sqlite_url, telnyx) as (services, reminders):
+        assert reminders.swept is not None
+        assert await reminders.swept == 0  # an empty database: nothing to catch up on
+        yield services, reminders

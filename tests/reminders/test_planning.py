@@ -10,7 +10,8 @@ from sqlmodel import Session
 from bot.operations.results import CardKind
 from bot.reminders import Reminders, job_id, parse_job_id, runs
 from db.models import TrackedSend
-from tests.reminders.conftest import claims, ledger, make_services, soon, tracked
+from db.store import new_id
+from tests.reminders.conftest import claims, ledger, make_services, running_reminders, soon, tracked
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -208,16 +209,9 @@ async def test_replicas_firing_the_same_reminder_at_the_same_moment_post_it_once
 async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_database(any_db_url, telnyx):
     """On PostgreSQL under a language collation too (tests/support/pg.py), where text ranges that
     assume bytewise order miss ids."""
-    from db.migrate import upgrade
-
-    upgrade(any_db_url)
-    services = make_services(any_db_url, telnyx)
-    reminders = Reminders(services, poll_seconds=0.5)
-    services.reminders = reminders
-    reminders.start()
-    assert reminders.swept is not None
-    await reminders.swept
-    try:
+    async with running_reminders(any_db_url, telnyx) as (services, reminders):
+        assert reminders.swept is not None
+        await reminders.swept
         mine, other, kept = (tracked(services, telnyx, soon(7200))[0] for _ in range(3))
         for send in (mine, other, kept):
             reminders.plan(send)
@@ -238,23 +232,11 @@ async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_datab
 
         assert stored() == {job_id(kept.batch_id, lead) for lead in (3600, 600)}
         assert reminders.job_ids(mine.batch_id) == reminders.job_ids(other.batch_id) == []
-    finally:
-        reminders.shutdown()
-        await services.aclose()
-        services.engine.dispose()
 
 
 async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(any_db_url, telnyx):
     """Over more than one page of batches, with some jobs planned, one claimed and one missing."""
-    from db.migrate import upgrade
-    from db.store import new_id
-
-    upgrade(any_db_url)
-    services = make_services(any_db_url, telnyx)
-    reminders = Reminders(services, poll_seconds=0.5, sweep=False)
-    services.reminders = reminders
-    reminders.start()
-    try:
+    async with running_reminders(any_db_url, telnyx, sweep=False) as (services, reminders):
         sends = [tracked(services, telnyx, soon(7200), batch_id=new_id())[0] for _ in range(7)]
         planned, claimed, missing = sends[:3], sends[3], sends[4:]
         for send in planned:
@@ -267,10 +249,6 @@ async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(
         for send in (*planned, *missing):
             assert reminders.job_ids(send.batch_id) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
         assert await asyncio.to_thread(reminders.sweep, 2) == 0
-    finally:
-        reminders.shutdown()
-        await services.aclose()
-        services.engine.dispose()
 
 
 async def test_a_batchs_jobs_are_found_through_an_index_on_postgresql(pg_url, telnyx):
@@ -278,13 +256,7 @@ async def test_a_batchs_jobs_are_found_through_an_index_on_postgresql(pg_url, te
     the database's collation, that is a scan of every reminder (13 ms at 100,000; 0.8 ms with it)."""
     from sqlalchemy import select
 
-    from db.migrate import upgrade
-
-    upgrade(pg_url)
-    services = make_services(pg_url, telnyx)
-    reminders = Reminders(services, poll_seconds=0.5, sweep=False)
-    reminders.start()
-    try:
+    async with running_reminders(pg_url, telnyx, sweep=False) as (services, reminders):
         send = tracked(services, telnyx, soon(7200))[0]
         reminders.plan(send)
         lookup = select(reminders.store.jobs_t.c.id).where(reminders._of_batch(send.batch_id))
@@ -295,7 +267,3 @@ async def test_a_batchs_jobs_are_found_through_an_index_on_postgresql(pg_url, te
             found = conn.execute(lookup).scalars().all()
         assert "apscheduler_jobs_id_prefix" in plan, plan
         assert sorted(found) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
-    finally:
-        reminders.shutdown()
-        await services.aclose()
-        services.engine.dispose()

@@ -101,7 +101,7 @@ async def open_request(services: Services, who: Invoker, what: str) -> str | Non
                     started_at=services.now())
     try:
         # urgent: the ack waits for it; it goes before background writers (db/engine.py, WriteGate)
-        await services.db(services.store.open_intent, intent, True)
+        await services.db(services.store.open_intent, intent, urgent=True)
     except Exception:
         log.exception("could not record the request")
         return None
