@@ -95,6 +95,9 @@ class ScheduleRequest:
     text: str
     send_at: datetime  # UTC, timezone-aware
     sender: str | None = None
+    # The intent's id: the same for every attempt of one schedule, so a provider that honours an
+    # idempotency key (Telnyx) can be asked again after a timeout without sending twice.
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,10 @@ class ScheduleOutcome:
     schedule to many may partly fail; Solapi makes one group for all."""
 
     scheduled: list[MessageState]
-    failed: list[tuple[str, ProviderError]] = field(default_factory=list)  # (recipient, why)
+    failed: list[tuple[str, ProviderError]] = field(default_factory=list)  # (recipient, why): surely not taken
+    # (recipient, why) where the provider may or may not have taken it (a timeout, a dropped
+    # connection): never reported as "not scheduled"; reconciliation settles them.
+    unknown: list[tuple[str, ProviderError]] = field(default_factory=list)
 
 
 @runtime_checkable
