@@ -18,7 +18,7 @@ run: $(VENV)/.installed
 console: $(VENV)/.installed
 	$(PY) -m bot console
 
-## lint, type-check and run every test (needs PostgreSQL on 127.0.0.1:5432, as CI has)
+## lint, type-check and run every test (PostgreSQL on 127.0.0.1:5432 if it answers, else a throwaway one)
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy

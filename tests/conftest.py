@@ -11,25 +11,32 @@ import psycopg
 import pytest
 
 from tests.fakes.slack import FakeSlack
-from tests.support.pg import PG_CREATE_OPTIONS
+from tests.support import pg
 
 # Watches the whole session for secrets in logs, Slack answers and the ledger (tests/faults/secrets_plugin.py).
 pytest_plugins = ["tests.faults.secrets_plugin"]
 
-PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get("SMSOPS_TEST_PG_USED"):
+        terminalreporter.write_line(f"PostgreSQL used by the tests: {pg.admin_url()} "
+                                    f"(collation: {pg.collation_summary()})")
 
 
 def create_pg_database() -> tuple[str, str]:
     """A fresh PostgreSQL database for one test; returns (SQLAlchemy URL, name)."""
     name = f"smsops_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" {PG_CREATE_OPTIONS}')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    admin = pg.admin_url()
+    os.environ["SMSOPS_TEST_PG_USED"] = "1"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" {pg.create_options()}')
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     return f"{base}/{name}", name
 
 
 def drop_pg_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

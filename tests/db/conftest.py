@@ -23,20 +23,23 @@ from bot.clock import FrozenClock
 from db.engine import make_engine, normalise_url
 from db.ledger import Ledger
 from db.migrate import upgrade
-from tests.support.pg import PG_CREATE_OPTIONS
+from tests.support import pg
 
-PG_ADMIN_URL = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test").replace(
-    "postgresql://", "postgresql+psycopg://", 1)
+
+
+def pg_admin_url() -> str:
+    return pg.admin_url().replace("postgresql://", "postgresql+psycopg://", 1)
+
 TABLES = ("approvals", "tracked_sends", "intents", "reminder_claims", "seen_requests", "ledger_entries")
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
 def _admin_engine() -> Engine:
-    return create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    return create_engine(normalise_url(pg_admin_url()), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
 def pg_available() -> bool:
-    if PG_ADMIN_URL.lower() == "none":
+    if pg.configured_admin_url().lower() == "none":
         return False
     try:
         engine = _admin_engine()
@@ -58,16 +61,17 @@ class PgDatabases:
     PREFIX = "smsops_test_"
 
     def __init__(self) -> None:
+        os.environ["SMSOPS_TEST_PG_USED"] = "1"
         self.admin = _admin_engine()
         self.names: list[str] = []
 
     def url(self, name: str) -> str:
-        return make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
+        return make_url(normalise_url(pg_admin_url())).set(database=name).render_as_string(hide_password=False)
 
     def create(self) -> str:
         name = f"{self.PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" {PG_CREATE_OPTIONS}'))
+            conn.execute(text(f'CREATE DATABASE "{name}" {pg.create_options()}'))
         self.names.append(name)
         return self.url(name)
 
@@ -85,7 +89,7 @@ class PgDatabases:
 
     def drop_orphans(self) -> None:
         """Databases left by test runs on this machine whose process is gone."""
-        if make_url(normalise_url(PG_ADMIN_URL)).host not in ("127.0.0.1", "localhost", "::1", None):
+        if make_url(normalise_url(pg_admin_url())).host not in ("127.0.0.1", "localhost", "::1", None):
             return
         with self.admin.connect() as conn:
             names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'smsops\\_test\\_%'"))
@@ -108,7 +112,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases]:
     if not pg_available():
-        pytest.fail(f"no PostgreSQL answers at {PG_ADMIN_URL}: start one, or point SMSOPS_TEST_PG at one")
+        pytest.fail(f"no PostgreSQL answers at {pg_admin_url()}: start one, or point SMSOPS_TEST_PG at one")
     databases = PgDatabases()
     databases.drop_orphans()
     try:
