@@ -26,7 +26,6 @@ from db.migrate import upgrade
 from tests.support import pg
 
 
-
 def pg_admin_url() -> str:
     return pg.admin_url().replace("postgresql://", "postgresql+psycopg://", 1)
 
