@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.durations import parse_duration
 from bot.ids import IdError, TargetRef, parse_target, provider_from_name
 from bot.providers.base import ProviderName
+from bot.when import WhenError, read_time, readings_text
 
 MAX_TEXT = 1600  # Telnyx splits into at most 10 parts; Solapi LMS is 2,000 bytes
 MAX_RECIPIENTS = 10_000
@@ -129,7 +131,7 @@ Command = (
 )
 
 
-def parse(text: str, now: datetime) -> Command:
+def parse(text: str, now: datetime, tz: ZoneInfo | None = None) -> Command:
     """Parse the text after `/sms`. `now` (UTC) resolves relative times."""
     if len(text) > MAX_INPUT:
         raise UsageError(f"that is {len(text):,} characters: too long for one command")
@@ -147,7 +149,7 @@ def parse(text: str, now: datetime) -> Command:
             _no_args(verb, args)
             return Providers()
         case "schedule":
-            return _schedule(rest, now)
+            return _schedule(rest, now, tz or ZoneInfo("UTC"))
         case "track":
             if len(args) != 2:
                 raise UsageError("track needs a provider and an id", verb)
@@ -197,7 +199,7 @@ def _target(word: str, verb: str) -> TargetRef:
         raise UsageError(str(exc), verb) from exc
 
 
-def _schedule(rest: str, now: datetime) -> Schedule:
+def _schedule(rest: str, now: datetime, tz: ZoneInfo) -> Schedule:
     verb = "schedule"
     parts = rest.split(None, 2)
     if len(parts) < 3:
@@ -210,17 +212,19 @@ def _schedule(rest: str, now: datetime) -> Schedule:
     if keyword not in ("at", "in"):
         raise UsageError("say when with `at <time>` or `in <duration>` after the recipients", verb)
     after = when_words[1] if len(when_words) > 1 else ""
-    if keyword == "at" and after.lower().startswith("in "):
-        keyword, after = "in", after[3:]
-    time_word, _, message = after.strip().partition(" ")
-    if not time_word:
+    if keyword == "in":  # `in 45m`, read like `at in 45m`
+        after = f"in {after}"
+    if not after.strip():
         raise UsageError("a time is missing after `at`/`in`", verb)
-    if keyword == "in":
-        send_at = now + _duration(time_word, verb)
-    else:
-        send_at = parse_when(time_word, now, verb)
+    try:
+        read = read_time(after, now, tz)
+    except WhenError as error:
+        both = f": {readings_text(error.readings, tz)}" if error.readings else ""
+        raise UsageError(f"{error.message}{both}", verb) from error
+    send_at, message = read.at, read.rest
     if send_at <= now:
-        raise UsageError(f"{send_at.isoformat()} is in the past: pick a time ahead", verb)
+        raise UsageError(f"{send_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({send_at:%Y-%m-%d %H:%M:%S} UTC) is in the "
+                         "past: pick a time ahead", verb)
     message = message.strip()
     _check_recipients(provider, recipients, verb)
     if not message:

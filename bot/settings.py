@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     sms_auditors: Annotated[frozenset[str], NoDecode] = frozenset()
     sms_require_second_approver: bool = False
     sms_channel: str | None = None
+    default_tz: str = "UTC"  # for times written without an offset when Slack does not know the writer's zone
 
     provider_connect_timeout: float = 5.0
     provider_read_timeout: float = 15.0
@@ -81,6 +83,15 @@ class Settings(BaseSettings):
     @classmethod
     def _ids(cls, value: object) -> frozenset[str]:
         return _id_set(value)
+
+    @field_validator("default_tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"{value!r} is not an IANA time zone, such as Asia/Seoul or America/New_York") from error
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,8 +31,9 @@ def test_schedule_absolute_and_relative():
 
 @pytest.mark.parametrize("text,message", [
     ("schedule telnyx +15551230001 at 2026-11-23T11:00Z hi", "in the past"),
-    ("schedule telnyx +15551230001 at 2026-11-24T09:00 hi", "no time zone"),
-    ("schedule telnyx +15551230001 at tomorrow hi", "is not a time"),
+    ("schedule telnyx +15551230001 at tomorrow hi", "has no time of day"),
+    ("schedule telnyx +15551230001 at 03/04 9am hi", "can be read two ways"),
+    ("schedule telnyx +15551230001 at soonish hi", "is not a time"),
     ("schedule telnyx 5551230001 in 1h hi", "E.164"),
     ("schedule telnyx +15551230001,+15551230001 in 1h hi", "listed twice"),
     ("schedule telnyx +15551230001 in 1h", "text is empty"),
@@ -54,6 +56,16 @@ def test_mistakes_are_named(text, message):
     with pytest.raises(UsageError) as caught:
         parse(text, NOW)
     assert message in caught.value.message
+
+
+def test_times_without_an_offset_are_read_in_the_writers_zone():
+    seoul = ZoneInfo("Asia/Seoul")
+    cmd = parse("schedule telnyx +15551230001 at 2026-11-24T09:00 hi", NOW, seoul)
+    assert cmd.send_at == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    cmd = parse("schedule solapi +821012345678 at 내일 오전 9시 안녕하세요", NOW, seoul)
+    assert (cmd.send_at, cmd.text) == (datetime(2026, 11, 24, 0, 0, tzinfo=UTC), "안녕하세요")
+    assert parse("schedule telnyx +15551230001 at tomorrow 9am hi", NOW).send_at == datetime(
+        2026, 11, 24, 9, 0, tzinfo=UTC)  # no zone known: UTC
 
 
 def test_ids_by_prefix_and_by_shape():

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -34,6 +35,7 @@ from bot.slack.listeners.context import (
     open_request,
     quoted,
 )
+from bot.when import zone
 
 log = logging.getLogger("bot.slack")
 
@@ -43,7 +45,7 @@ def register(app: AsyncApp, services: Services) -> None:
         started = time.perf_counter()
         rid = context.get("request_id") or new_request_id()
         try:
-            parsed = commands.parse(command.get("text") or "", services.now())
+            parsed = commands.parse(command.get("text") or "", services.now(), await _writer_zone(services, command))
         except commands.UsageError as error:
             usage = f"\nUsage: `{error.usage}`" if error.usage else "\nType `/sms help` for every command."
             reply = Reply(Tone.ERROR, f"{error.message}.{usage}" if not error.message.endswith(".")
@@ -101,6 +103,20 @@ def register(app: AsyncApp, services: Services) -> None:
         await finish_request(services, request)  # after the answer: a crash before it is reported
 
     app.command("/sms")(sms)
+
+
+async def _writer_zone(services: Services, command: dict[str, Any]) -> ZoneInfo:
+    """The invoker's Slack time zone (users.info, cached an hour), for a schedule's time written without an
+    offset; DEFAULT_TZ when Slack does not say or does not answer within a second."""
+    default = services.settings.default_tz
+    if not (command.get("text") or "").lstrip().lower().startswith("schedule") or services.tz_of is None:
+        return zone(None, default)
+    try:
+        name = await asyncio.wait_for(services.tz_of(str(command.get("user_id") or "")), 1.0)
+    except Exception:  # the zone is looked up to read the time; its absence must not fail the command
+        log.warning("could not read the invoker's time zone; using DEFAULT_TZ", exc_info=True)
+        name = None
+    return zone(name, default)
 
 
 def _observe(started: float, verb: str, outcome: str) -> None:
