@@ -9,7 +9,7 @@ CREDENTIALS: dict[ProviderName, str] = {
     ProviderName.SOLAPI: "SOLAPI_API_KEY and SOLAPI_API_SECRET",
     ProviderName.HIGHLEVEL: "HIGHLEVEL_TOKEN",
     ProviderName.TELNYX: "TELNYX_API_KEY",
-    ProviderName.TWILIO: "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)",
+    ProviderName.TWILIO: "TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET",
 }
 
 DISPLAY: dict[ProviderName, str] = {
