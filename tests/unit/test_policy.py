@@ -30,7 +30,8 @@ def test_schedule_windows():
 
 def test_twilio_schedules_fifteen_minutes_to_thirty_five_days_ahead():
     too_soon = schedule_window(ProviderName.TWILIO, NOW + timedelta(minutes=14, seconds=59), NOW)
-    assert not too_soon.allowed and too_soon.reason == "Twilio schedules 15 minutes to 35 days ahead; 14m 59s is too soon"
+    assert not too_soon.allowed
+    assert too_soon.reason == "Twilio schedules 15 minutes to 35 days ahead; 14m 59s is too soon"
     assert schedule_window(ProviderName.TWILIO, NOW + timedelta(minutes=15), NOW).allowed
     assert schedule_window(ProviderName.TWILIO, NOW + timedelta(days=35), NOW).allowed
     too_far = schedule_window(ProviderName.TWILIO, NOW + timedelta(days=35, seconds=1), NOW)
