@@ -106,11 +106,12 @@ async def _socket_mode(runtime: object, settings: Settings) -> None:
     assert isinstance(runtime, Runtime)
     assert settings.slack_app_token is not None
     # /healthz, /metrics and webhooks are still served on PORT; Slack traffic comes over the socket.
-    from bot.webhooks import telnyx_webhook_endpoint
+    from bot.webhooks import telnyx_webhook_endpoint, twilio_webhook_endpoint
 
     side = build_asgi(runtime.app, runtime.services, runtime.signing_secret or "unused",
                       scheduler_running=runtime.scheduler_running,
-                      telnyx_webhook=telnyx_webhook_endpoint(runtime.services))
+                      telnyx_webhook=telnyx_webhook_endpoint(runtime.services),
+                      twilio_webhook=twilio_webhook_endpoint(runtime.services))
     server = uvicorn.Server(uvicorn.Config(side, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False))
     await runtime.start()

@@ -187,7 +187,7 @@ def _provider(word: str, verb: str) -> ProviderName:
     provider = provider_from_name(word)
     if provider is None:
         raise UsageError(
-            f"`{_show(word)}` is not a provider: use telnyx, solapi (or coolsms) or highlevel", verb
+            f"`{_show(word)}` is not a provider: use telnyx, twilio, solapi (or coolsms) or highlevel", verb
         )
     return provider
 

@@ -8,7 +8,7 @@ Slack (the test suite's FakeSlack). What Slack would show, the console prints: e
 channel messages and their edits (reminders arrive as they happen), buttons as `[n] Label`.
 
 `--sandbox` (the default when no provider credentials are set) points the bot at the simulated
-Solapi, HighLevel and Telnyx the tests use (tests/fakes): they keep the providers' documented rules,
+Solapi, HighLevel, Telnyx and Twilio the tests use (tests/fakes): they keep the providers' documented rules,
 statuses and error messages. Its database is a SQLite file of its own (`./smsops-sandbox.db`,
 recreated on every start because the simulated providers start empty too), never DATABASE_URL.
 Without `--sandbox` and with provider credentials set, the bot uses the real providers and
@@ -142,7 +142,8 @@ def database_for(settings: Settings, sandbox: bool, db_file: str | None) -> str:
 
 def has_provider_credentials(settings: Settings) -> bool:
     return bool((settings.solapi_api_key and settings.solapi_api_secret) or settings.highlevel_token
-                or settings.telnyx_api_key)
+                or settings.telnyx_api_key
+                or (settings.twilio_account_sid and (settings.twilio_auth_token or settings.twilio_api_secret)))
 
 
 class ConsoleError(Exception):
@@ -156,6 +157,7 @@ class Support:
     harness: Any
     slack: Any
     telnyx: Any
+    twilio: Any
     solapi: Any
     highlevel: Any
 
@@ -170,6 +172,7 @@ def load_support() -> Support | str:
             harness=importlib.import_module("tests.support.harness"),
             slack=importlib.import_module("tests.fakes.slack"),
             telnyx=importlib.import_module("tests.fakes.telnyx"),
+            twilio=importlib.import_module("tests.fakes.twilio"),
             solapi=importlib.import_module("tests.fakes.solapi"),
             highlevel=importlib.import_module("tests.fakes.highlevel"),
         )
@@ -346,6 +349,8 @@ class Console:
         self.fakes.append(solapi)
         highlevel = self.support.highlevel.FakeHighLevel().start()
         self.fakes.append(highlevel)
+        twilio = self.support.twilio.FakeTwilio().start()
+        self.fakes.append(twilio)
         now = datetime.now(UTC)
         self.seeds = {
             "solapi_pending": solapi.add_group(
@@ -353,6 +358,8 @@ class Console:
                 text="[smsops sandbox] 내일 회의가 오전 11시로 변경되었습니다."),
             "telnyx_scheduled": telnyx.add_message(send_at=now + timedelta(minutes=30), to="+15551234567",
                                                    text="Doors open at 10, see you there"),
+            "twilio_scheduled": twilio.add_message(send_at=now + timedelta(minutes=45), to="+15558675310",
+                                                   body="Your order ships tomorrow"),
             "highlevel_scheduled": highlevel.add_message(scheduled_at=now + timedelta(hours=2),
                                                          text="Your appointment is tomorrow at 9"),
         }
@@ -363,6 +370,10 @@ class Console:
             "solapi_base_url": solapi.url, "solapi_from": "029302266",
             "highlevel_token": highlevel.token, "highlevel_location_id": highlevel.location_id,
             "highlevel_base_url": highlevel.base_url,
+            "twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token,
+            "twilio_api_key": None, "twilio_api_secret": None,
+            "twilio_messaging_service_sid": twilio.messaging_service_sid, "twilio_base_url": twilio.base_url,
+            "twilio_status_callback_url": None,
             # The sandbox's own rules: short reminder leads, and no SMS_ADMINS/SMS_CHANNEL from the
             # environment (they name real Slack ids that mean nothing here).
             "reminder_leads": os.environ.get("REMINDER_LEADS") or SANDBOX_LEADS,
@@ -395,6 +406,8 @@ class Console:
                 "      a PENDING Solapi group someone prepared: press Approve to send it",
                 f"  track telnyx {telnyx}   then   cancel {telnyx}",
                 "      a Telnyx SMS due in 30 minutes",
+                f"  cancel {self.seeds['twilio_scheduled']}",
+                "      a Twilio SMS due in 45 minutes (Twilio schedules 15 minutes to 35 days ahead)",
                 "  list · status <id> · audit · home · help · quit",
             ]
         else:

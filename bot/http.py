@@ -1,4 +1,4 @@
-"""HTTP mode: POST /slack/events, GET /healthz, GET /metrics, POST /webhooks/telnyx."""
+"""HTTP mode: POST /slack/events, GET /healthz, GET /metrics, POST /webhooks/telnyx and /webhooks/twilio."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def build_asgi(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     scheduler_running: Callable[[], bool] = lambda: True,
     telnyx_webhook: Webhook | None = None,
+    twilio_webhook: Webhook | None = None,
 ) -> Starlette:
     verifier = SignatureVerifier(signing_secret)
 
@@ -92,6 +93,8 @@ def build_asgi(
     ]
     if telnyx_webhook is not None:
         routes.append(Route("/webhooks/telnyx", telnyx_webhook, methods=["POST"]))
+    if twilio_webhook is not None:
+        routes.append(Route("/webhooks/twilio", twilio_webhook, methods=["POST"]))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _SOLAPI = re.compile(r"^[GM][34]V\d{14}[A-Z0-9]{15}$")
 _SOLAPI_GROUP = re.compile(r"^G4V\d{14}[A-Z0-9]{15}$")
 _HIGHLEVEL = re.compile(r"^[A-Za-z0-9]{20}$")
+_TWILIO = re.compile(r"^[SM]M[0-9a-f]{32}$")  # a Message SID: SM (SMS) or MM (MMS), then 32 hex digits
 _ANY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 PROVIDER_ALIASES: dict[str, ProviderName] = {
@@ -19,6 +20,7 @@ PROVIDER_ALIASES: dict[str, ProviderName] = {
     "highlevel": ProviderName.HIGHLEVEL,
     "ghl": ProviderName.HIGHLEVEL,
     "telnyx": ProviderName.TELNYX,
+    "twilio": ProviderName.TWILIO,
 }
 
 
@@ -47,6 +49,8 @@ def provider_by_shape(raw: str) -> ProviderName | None:
         return ProviderName.TELNYX
     if _SOLAPI.match(raw):
         return ProviderName.SOLAPI
+    if _TWILIO.match(raw):
+        return ProviderName.TWILIO
     if _HIGHLEVEL.match(raw):
         return ProviderName.HIGHLEVEL
     return None
@@ -66,7 +70,7 @@ def parse_target(raw: str) -> TargetRef:
         provider = provider_from_name(prefix)
         if provider is None:
             raise IdError(
-                f"`{prefix}` is not a provider: use telnyx:, solapi: (or coolsms:) or highlevel: before the id"
+                f"`{prefix}` is not a provider: use telnyx:, twilio:, solapi: (or coolsms:) or highlevel: before the id"
             )
         return TargetRef(_validate(rest.strip(), provider), provider, explicit=True)
     if not _ANY_ID.match(text):
@@ -80,6 +84,9 @@ def _validate(raw: str, provider: ProviderName) -> str:
                       "`182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e`")
     if provider is ProviderName.SOLAPI and not _SOLAPI.match(raw):
         raise IdError(f"`{_show(raw)}` is not a Solapi id: group ids look like `G4V20181005162502HEA0ZB9AQOUMSE1`")
+    if provider is ProviderName.TWILIO and not _TWILIO.match(raw):
+        raise IdError(f"`{_show(raw)}` is not a Twilio message SID: those are SM or MM and 32 hex digits, "
+                      "such as `SM1f0e8ae6ade43cb3c0ce4525424e404f`")
     if provider is ProviderName.HIGHLEVEL and not _ANY_ID.match(raw):
         raise IdError(f"`{_show(raw)}` is not a HighLevel message id")
     return raw

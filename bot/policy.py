@@ -12,6 +12,9 @@ from bot.providers.base import ProviderName
 TELNYX_MIN_AHEAD = timedelta(minutes=5)
 TELNYX_MAX_AHEAD = timedelta(days=5)
 SOLAPI_MAX_AHEAD = timedelta(days=183)  # "at most 6 months"
+# twilio.com/docs/messaging/features/message-scheduling: "between 15 minutes and 35 days" ahead
+TWILIO_MIN_AHEAD = timedelta(minutes=15)
+TWILIO_MAX_AHEAD = timedelta(days=35)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ def schedule_window(provider: ProviderName, send_at: datetime, now: datetime) ->
             return Decision.refuse(
                 f"Telnyx schedules 5 minutes to 5 days ahead; {format_duration(ahead)} is too far"
             )
+    if provider is ProviderName.TWILIO and not TWILIO_MIN_AHEAD <= ahead <= TWILIO_MAX_AHEAD:
+        return Decision.refuse(
+            f"Twilio schedules 15 minutes to 35 days ahead; {format_duration(ahead)} is too "
+            f"{'soon' if ahead < TWILIO_MIN_AHEAD else 'far'}"
+        )
     if provider is ProviderName.SOLAPI and ahead > SOLAPI_MAX_AHEAD:
         return Decision.refuse("Solapi schedules at most 6 months ahead")
     return Decision.allow()

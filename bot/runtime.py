@@ -98,8 +98,11 @@ class Runtime:
             from bot.webhooks import telnyx_webhook_endpoint
 
             telnyx_webhook = telnyx_webhook_endpoint(self.services)
+        from bot.webhooks import twilio_webhook_endpoint
+
         return build_asgi(self.app, self.services, self.signing_secret, on_start=self.start, on_stop=self.stop,
-                          scheduler_running=self.scheduler_running, telnyx_webhook=telnyx_webhook)
+                          scheduler_running=self.scheduler_running, telnyx_webhook=telnyx_webhook,
+                          twilio_webhook=twilio_webhook_endpoint(self.services))
 
     async def _reconcile_periodically(self) -> None:
         """Intents left open by a replica that died while this one runs are settled here too. A

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     telnyx_messaging_profile_id: str | None = None
     telnyx_public_key: str | None = None  # base64 ed25519 key for delivery webhooks
 
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None  # also the key Twilio signs status callbacks with
+    twilio_api_key: str | None = None  # an API key SID (SK…), with its secret instead of the auth token
+    twilio_api_secret: SecretStr | None = None
+    twilio_messaging_service_sid: str | None = None  # MG…: Twilio schedules only through a Messaging Service
+    twilio_base_url: str = "https://api.twilio.com"
+    # the public URL of POST /webhooks/twilio: sent as StatusCallback, and the URL the signature covers
+    twilio_status_callback_url: str | None = None
+
     telnyx_cancel_guard: timedelta = timedelta(seconds=60)
     reminder_leads: Annotated[list[timedelta], NoDecode] = Field(default_factory=lambda: [timedelta(minutes=15)])
     approval_ttl: timedelta = timedelta(hours=24)
@@ -108,5 +117,7 @@ class Settings(BaseSettings):
             self.solapi_api_key,
             self.highlevel_token,
             self.telnyx_api_key,
+            self.twilio_auth_token,
+            self.twilio_api_secret,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -79,12 +79,22 @@ def slack() -> Iterator[FakeSlack]:
 from tests.fakes.highlevel import FakeHighLevel  # noqa: E402
 from tests.fakes.solapi import FakeSolapi  # noqa: E402
 from tests.fakes.telnyx import FakeTelnyx  # noqa: E402
+from tests.fakes.twilio import FakeTwilio  # noqa: E402
 from tests.support.harness import BotHarness  # noqa: E402
 
 
 @pytest.fixture
 def telnyx() -> Iterator[FakeTelnyx]:
     fake = FakeTelnyx().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
     try:
         yield fake
     finally:
@@ -109,8 +119,19 @@ def highlevel() -> Iterator[FakeHighLevel]:
         fake.stop()
 
 
-def provider_settings(telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHighLevel) -> dict[str, object]:
+def twilio_settings(twilio: FakeTwilio) -> dict[str, object]:
     return {
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "twilio_messaging_service_sid": twilio.messaging_service_sid,
+        "twilio_base_url": twilio.base_url,
+    }
+
+
+def provider_settings(telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHighLevel,
+                      twilio: FakeTwilio | None = None) -> dict[str, object]:
+    return {
+        **(twilio_settings(twilio) if twilio is not None else {}),
         "telnyx_api_key": telnyx.api_key,
         "telnyx_base_url": telnyx.base_url,
         "telnyx_from": "+18445550001",
@@ -126,12 +147,12 @@ def provider_settings(telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHig
 
 @pytest.fixture
 def make_bot(slack: FakeSlack, telnyx: FakeTelnyx, solapi: FakeSolapi, highlevel: FakeHighLevel,
-             sqlite_url: str) -> Iterator[object]:
+             twilio: FakeTwilio, sqlite_url: str) -> Iterator[object]:
     """A factory: make_bot(**settings) starts a bot wired to every fake (SQLite unless database_url=…)."""
     started: list[BotHarness] = []
 
     def make(**settings: object) -> BotHarness:
-        values = {"database_url": sqlite_url, **provider_settings(telnyx, solapi, highlevel), **settings}
+        values = {"database_url": sqlite_url, **provider_settings(telnyx, solapi, highlevel, twilio), **settings}
         url = str(values.pop("database_url"))
         harness = BotHarness(slack, url, **values).start()
         started.append(harness)

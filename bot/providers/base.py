@@ -12,6 +12,7 @@ class ProviderName(StrEnum):
     SOLAPI = "solapi"
     HIGHLEVEL = "highlevel"
     TELNYX = "telnyx"
+    TWILIO = "twilio"
 
 
 class SendState(StrEnum):

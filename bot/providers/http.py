@@ -113,18 +113,21 @@ class ProviderHTTP:
         params: Mapping[str, Any] | None = None,
         idempotent: bool,
         operation: str | None = None,
+        form_body: Mapping[str, str] | None = None,
     ) -> Any:
         """Send, retrying where safe; return the decoded JSON body (or None for an empty body).
 
         `operation` names the call in the metrics (`smsops_provider_calls_total` and
         `smsops_provider_call_seconds`); by default it is the method and the path with its ids
-        replaced, such as `DELETE /messages/{id}`."""
+        replaced, such as `DELETE /messages/{id}`. `form_body` is sent form-encoded instead of
+        `json_body` (Twilio's API takes forms)."""
         operation = operation or operation_of(method, path)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._once(method, path, json_body=json_body, params=params, operation=operation)
+                return await self._once(method, path, json_body=json_body, params=params, operation=operation,
+                                        form_body=form_body)
             except ProviderError as error:
                 if not self._should_retry(error, idempotent, attempt):
                     raise
@@ -156,7 +159,7 @@ class ProviderHTTP:
 
     async def _once(
         self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
-        operation: str | None = None,
+        operation: str | None = None, form_body: Mapping[str, str] | None = None,
     ) -> Any:
         """One HTTP exchange, counted and timed (each attempt of a retried request is one call)."""
         operation = operation or operation_of(method, path)
@@ -164,7 +167,7 @@ class ProviderHTTP:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._exchange(method, path, json_body=json_body, params=params)
+            return await self._exchange(method, path, json_body=json_body, params=params, form_body=form_body)
         except ProviderError as error:
             outcome = str(error.kind)
             raise
@@ -181,13 +184,19 @@ class ProviderHTTP:
             PROVIDER_CALLS.labels(provider=self.provider, operation=operation, outcome=outcome).inc()
 
     async def _exchange(
-        self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None
+        self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
+        form_body: Mapping[str, str] | None = None,
     ) -> Any:
         headers = dict(self._auth_headers())  # fresh on every attempt (Solapi signs each one)
         try:
-            response = await self._client.request(
-                method, path, json=json_body, params=params, headers=headers
-            )
+            if form_body is not None:
+                response = await self._client.request(
+                    method, path, data=dict(form_body), params=params, headers=headers
+                )
+            else:
+                response = await self._client.request(
+                    method, path, json=json_body, params=params, headers=headers
+                )
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 self.provider, ErrorKind.TIMEOUT, f"no answer in time ({type(exc).__name__})"

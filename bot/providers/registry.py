@@ -9,12 +9,14 @@ CREDENTIALS: dict[ProviderName, str] = {
     ProviderName.SOLAPI: "SOLAPI_API_KEY and SOLAPI_API_SECRET",
     ProviderName.HIGHLEVEL: "HIGHLEVEL_TOKEN",
     ProviderName.TELNYX: "TELNYX_API_KEY",
+    ProviderName.TWILIO: "TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET",
 }
 
 DISPLAY: dict[ProviderName, str] = {
     ProviderName.SOLAPI: "Solapi",
     ProviderName.HIGHLEVEL: "HighLevel",
     ProviderName.TELNYX: "Telnyx",
+    ProviderName.TWILIO: "Twilio",
 }
 
 
@@ -29,6 +31,7 @@ def build_providers(settings: Settings) -> dict[ProviderName, Provider]:
     from bot.providers.highlevel import HighLevelClient
     from bot.providers.solapi import SolapiClient
     from bot.providers.telnyx import TelnyxClient
+    from bot.providers.twilio import TwilioClient
 
     connect, read = settings.provider_connect_timeout, settings.provider_read_timeout
     providers: dict[ProviderName, Provider] = {}
@@ -55,6 +58,19 @@ def build_providers(settings: Settings) -> dict[ProviderName, Provider]:
             base_url=settings.telnyx_base_url,
             sender=settings.telnyx_from,
             messaging_profile_id=settings.telnyx_messaging_profile_id,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    twilio_key = settings.twilio_api_key and settings.twilio_api_secret
+    if settings.twilio_account_sid and (settings.twilio_auth_token or twilio_key):
+        providers[ProviderName.TWILIO] = TwilioClient(
+            settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None,
+            api_key=settings.twilio_api_key,
+            api_secret=settings.twilio_api_secret.get_secret_value() if settings.twilio_api_secret else None,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            status_callback=settings.twilio_status_callback_url,
+            base_url=settings.twilio_base_url,
             connect_timeout=connect,
             read_timeout=read,
         )

@@ -204,9 +204,9 @@ def test_a_send_refused_for_real_is_not_sent(make_bot, solapi):
     assert [a for a, _, _ in ledger(bot)] == ["approval_requested", "approved", "failed"]
 
 
-@pytest.mark.parametrize("provider", ["solapi", "highlevel", "telnyx"])
+@pytest.mark.parametrize("provider", ["solapi", "highlevel", "telnyx", "twilio"])
 def test_a_cancel_whose_first_answer_was_lost_is_read_as_already_done(make_bot, solapi, highlevel, telnyx,
-                                                                       provider):
+                                                                       twilio, provider):
     bot = make_bot()
     if provider == "solapi":
         target = solapi.add_group(status="SCHEDULED", scheduled_at=later(24))
@@ -217,6 +217,11 @@ def test_a_cancel_whose_first_answer_was_lost_is_read_as_already_done(make_bot, 
         ref, fake = f"highlevel:{target}", highlevel.server
         gate = Gate(highlevel.server)  # HighLevel cancels, its answer is lost in a 502 from a gateway
         _lose_once(gate, "DELETE", target)
+    elif provider == "twilio":
+        target = twilio.add_message(send_at=later())
+        ref, fake = target, twilio.server
+        gate = Gate(twilio.server)  # Twilio cancels (Status=canceled), its answer is lost in a 502
+        _lose_once(gate, "POST", target)
     else:
         target = telnyx.add_message(send_at=later())
         ref, fake = target, telnyx.server
@@ -226,7 +231,8 @@ def test_a_cancel_whose_first_answer_was_lost_is_read_as_already_done(make_bot, 
     notes, final = progress_and_final(bot, token)
     assert len(notes) == 1 and "retrying" in notes[0]
     assert "Cancelled" in final, final
-    assert len(fake.requests_to("DELETE")) == 2
+    cancels = fake.requests_to("POST", target) if provider == "twilio" else fake.requests_to("DELETE")
+    assert len(cancels) == 2
     assert ledger(bot) == [("cancelled", "ok", target)]
 
 
@@ -324,20 +330,23 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
-@pytest.mark.parametrize("provider", ["telnyx", "solapi", "highlevel"])
-def test_a_garbage_answer_becomes_a_clear_provider_error(make_bot, telnyx, solapi, highlevel, provider, kind):
+@pytest.mark.parametrize("provider", ["telnyx", "solapi", "highlevel", "twilio"])
+def test_a_garbage_answer_becomes_a_clear_provider_error(make_bot, telnyx, solapi, highlevel, twilio, provider,
+                                                         kind):
     bot = make_bot()
     body, ctype = GARBAGE[kind]
     if provider == "telnyx":
         ref, server = telnyx.add_message(send_at=later()), telnyx.server
     elif provider == "solapi":
         ref, server = solapi.add_group(status="SCHEDULED", scheduled_at=later(24)), solapi.server
+    elif provider == "twilio":
+        ref, server = twilio.add_message(send_at=later()), twilio.server
     else:
         ref, server = "highlevel:" + highlevel.add_message(scheduled_at=later()), highlevel.server
     server.faults.garbage(body, status=200, method="GET", headers={"content-type": ctype})
     _, token = bot.command(f"status {ref}")
     final = progress_and_final(bot, token)[1]
-    name = {"telnyx": "Telnyx", "solapi": "Solapi", "highlevel": "HighLevel"}[provider]
+    name = {"telnyx": "Telnyx", "solapi": "Solapi", "highlevel": "HighLevel", "twilio": "Twilio"}[provider]
     assert f"{name} sent an answer the bot could not read" in final, final
     no_internals(final)
 

@@ -132,7 +132,7 @@ def test_piped_input_reads_like_a_session(tmp_path):
     out = result.stdout
     assert "you> help" in out and "press button [n]" in out and "/sms schedule <provider>" in out
     assert "(you are now @bob)" in out and "bob> /sms providers" in out
-    assert "Telnyx" in out and "Solapi" in out and "HighLevel" in out
+    assert "Telnyx" in out and "Solapi" in out and "HighLevel" in out and "Twilio" in out
     assert out.rstrip().endswith("bye")
     assert result.stderr == ""
 
@@ -247,6 +247,7 @@ def test_the_readme_shows_the_session_a_newcomer_sees(tmp_path):
         lines = text.split("you>", 1)[0].strip().splitlines()
         lines = [re.sub(r"G4V\w{29}", "<group>", re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "<uuid>", x))
                  for x in lines]
+        lines = [re.sub(r"SM[0-9a-f]{32}", "<sid>", x) for x in lines]
         return [x for x in lines if x.strip() and not x.startswith((".venv/bin/python", "No SLACK_BOT_TOKEN"))]
 
     assert greeting(session) == greeting(result.stdout)

@@ -23,3 +23,15 @@ def test_providers_says_which_answer(make_bot, telnyx, solapi):
     assert "Telnyx: configured and answering" in text
     assert "Solapi: configured, but" in text and "unavailable" in text
     assert "HighLevel: not configured (set HIGHLEVEL_TOKEN)" in text
+
+
+def test_providers_includes_twilio_and_names_its_settings_when_unset(make_bot, twilio):
+    configured = make_bot()
+    _, token = configured.command("providers")
+    assert "Twilio: configured and answering" in reply_text(configured.final_reply(token, timeout=20))
+    assert twilio.server.requests_to("GET", "/Messages/SM")  # the ping is an authenticated fetch
+
+    unset = make_bot(twilio_account_sid=None)
+    _, token = unset.command("providers")
+    assert ("Twilio: not configured (set TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and "
+            "TWILIO_API_SECRET)") in reply_text(unset.final_reply(token, timeout=20))

@@ -34,8 +34,9 @@ def notice(bot, channel="C0OPS0001"):
     ("telnyx", "+15551230001"),
     ("solapi", "+821012345678"),
     ("highlevel", "cT9kQ2mN4pR6sV8xZ1aB"),
+    ("twilio", "+15558675310"),
 ])
-def test_schedule_posts_a_notice_whose_cancel_button_works(bot, telnyx, solapi, highlevel, provider, to):
+def test_schedule_posts_a_notice_whose_cancel_button_works(bot, telnyx, solapi, highlevel, twilio, provider, to):
     _, token = bot.command(f"schedule {provider} {to} at {iso_in(timedelta(hours=3))} Doors open at 10 🎉")
     reply = reply_text(bot.final_reply(token))
     assert "Scheduled with" in reply, reply
@@ -49,6 +50,9 @@ def test_schedule_posts_a_notice_whose_cancel_button_works(bot, telnyx, solapi, 
         assert telnyx.spec_violations == []
     elif provider == "solapi":
         assert solapi.group(target)["status"] == "SCHEDULED"
+    elif provider == "twilio":
+        assert twilio.status_of(target) == "scheduled"
+        assert twilio.messages[target]["body"] == "Doors open at 10 🎉"
     else:
         assert highlevel.status_of(target) == "scheduled"
         assert highlevel.spec_violations == []
@@ -67,11 +71,13 @@ def test_schedule_posts_a_notice_whose_cancel_button_works(bot, telnyx, solapi, 
     # a second click changes nothing at the provider and says what happened
     deletes_before = len([r for r in (telnyx.server.requests + solapi.requests + highlevel.server.requests)
                           if r.method == "DELETE"])
+    twilio_cancels_before = len([r for r in twilio.server.requests if b"Status=canceled" in r.body])
     _, again = bot.click(cancel["action_id"], cancel["value"], user="U0CAROL01", message_ts=message.ts)
     assert "already cancelled by <@U0BOB0001>" in reply_text(bot.final_reply(again))
     deletes_after = len([r for r in (telnyx.server.requests + solapi.requests + highlevel.server.requests)
                          if r.method == "DELETE"])
     assert deletes_after == deletes_before
+    assert len([r for r in twilio.server.requests if b"Status=canceled" in r.body]) == twilio_cancels_before
     assert len(ledger(bot)) == 2
 
 
@@ -178,6 +184,7 @@ def test_permissions_others_may_not_cancel_and_the_refusal_is_recorded(make_bot,
     ("telnyx", "+15551230001"),
     ("solapi", "+821012345678"),
     ("highlevel", "cT9kQ2mN4pR6sV8xZ1aB"),
+    ("twilio", "+15558675310"),
 ])
 def test_on_postgresql_schedule_then_cancel_leaves_no_reminder_and_two_entries(
         make_bot, telnyx, solapi, highlevel, pg_url, provider, to):
@@ -198,3 +205,18 @@ def test_on_postgresql_schedule_then_cancel_leaves_no_reminder_and_two_entries(
         ("scheduled", "ok", send.target), ("cancelled", "ok", send.target)]
     from db.ledger import verify  # the chain written through PostgreSQL verifies
     assert verify(bot.services.engine).ok
+
+
+def test_the_twilio_window_is_checked_before_any_call_with_the_rule_in_the_answer(bot, twilio):
+    cases = {
+        f"schedule twilio +15558675310 at {iso_in(timedelta(minutes=10))} hi":
+            "Twilio schedules 15 minutes to 35 days ahead; 9m 59s is too soon",
+        f"schedule twilio +15558675310 at {iso_in(timedelta(days=36))} hi": "Twilio schedules 15 minutes to 35 days",
+    }
+    for command, expected in cases.items():
+        _, token = bot.command(command)
+        answer = reply_text(bot.final_reply(token))
+        assert expected in answer, (command, answer)
+    assert twilio.server.requests == []
+    assert [e.action for e in ledger(bot)] == ["refused", "refused"]
+    assert all("schedule refused: Twilio schedules" in e.detail for e in ledger(bot))

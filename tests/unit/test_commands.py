@@ -51,6 +51,8 @@ def test_schedule_absolute_and_relative():
     ("audit since yesterday-ish", "is not a time"),
     ("audit since 2026-11-30", "in the future"),
     ("cancel \x00abc", "control characters"),
+    ("cancel twilio:SM123", "not a Twilio message SID"),
+    ("schedule twilio 5551230001 in 1h hi", "E.164"),
 ])
 def test_mistakes_are_named(text, message):
     with pytest.raises(UsageError) as caught:
@@ -74,6 +76,10 @@ def test_ids_by_prefix_and_by_shape():
     assert parse("cancel G4V20181005162502HEA0ZB9AQOUMSE1", NOW).targets[0].provider is ProviderName.SOLAPI
     assert parse("cancel ve9EPM428h8vShlRW1KT", NOW).targets[0].provider is ProviderName.HIGHLEVEL
     assert parse("cancel abc", NOW).targets[0].provider is None
+    assert parse("cancel SM1f0e8ae6ade43cb3c0ce4525424e404f", NOW).targets[0].provider is ProviderName.TWILIO
+    assert parse("cancel MM1f0e8ae6ade43cb3c0ce4525424e404f", NOW).targets[0].provider is ProviderName.TWILIO
+    assert parse("cancel twilio:SM1f0e8ae6ade43cb3c0ce4525424e404f", NOW).targets[0].explicit
+    assert parse("cancel SM1f0e8ae6ade43cb3c0ce4525424e404", NOW).targets[0].provider is None  # 31 hex
     assert parse("cancel coolsms:G4V20181005162502HEA0ZB9AQOUMSE1", NOW).targets[0].explicit
     cmd = parse(f"cancel {uuid} G4V20181005162502HEA0ZB9AQOUMSE1", NOW)
     assert len(cmd.targets) == 2

@@ -28,6 +28,16 @@ def test_schedule_windows():
     assert schedule_window(ProviderName.HIGHLEVEL, NOW + timedelta(days=200), NOW).allowed
 
 
+def test_twilio_schedules_fifteen_minutes_to_thirty_five_days_ahead():
+    too_soon = schedule_window(ProviderName.TWILIO, NOW + timedelta(minutes=14, seconds=59), NOW)
+    assert not too_soon.allowed
+    assert too_soon.reason == "Twilio schedules 15 minutes to 35 days ahead; 14m 59s is too soon"
+    assert schedule_window(ProviderName.TWILIO, NOW + timedelta(minutes=15), NOW).allowed
+    assert schedule_window(ProviderName.TWILIO, NOW + timedelta(days=35), NOW).allowed
+    too_far = schedule_window(ProviderName.TWILIO, NOW + timedelta(days=35, seconds=1), NOW)
+    assert not too_far.allowed and too_far.reason.endswith("is too far")
+
+
 def test_permissions():
     team = Permissions()
     assert team.may_cancel("U1", "U2").allowed  # no admins: a small team trusts everyone
