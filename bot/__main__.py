@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -13,12 +14,30 @@ from bot import logs
 from bot.settings import Settings
 
 USAGE = """\
-python -m bot                       run the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT)
-python -m bot console [--sandbox]   try the /sms commands in a local shell, no Slack needed
-python -m bot migrate               bring the database schema up to date
-python -m bot audit [--json|--csv] [--target ID] [--actor UID] [--provider P] [--since WHEN] [--limit N]
-python -m bot verify-ledger         check the ledger's hash chain end to end
+{prog}                       run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT;
+{pad}                       without SLACK_BOT_TOKEN, on a terminal, the local console instead
+{prog} console [--sandbox]   try the /sms commands in a local shell, no Slack needed
+{prog} migrate               bring the database schema up to date
+{prog} audit [--json|--csv] [--target ID] [--actor UID] [--provider P] [--since WHEN] [--limit N]
+{pad}                       print the ledger (read-only)
+{prog} verify-ledger [--anchor SEQ:HASH]
+{pad}                       check the ledger's hash chain end to end (read-only)
+
+Settings come from the environment and ./.env (DATABASE_URL, SLACK_BOT_TOKEN, …: see the README).
 """
+
+
+def program_name(argv0: str | None = None) -> str:
+    """What the operator typed: `smsops` for the installed script, `python -m bot` for the module."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    if name in ("", "__main__.py", "-c", "-m"):
+        return "python -m bot"
+    return name
+
+
+def usage(prog: str | None = None) -> str:
+    prog = prog or program_name()
+    return USAGE.format(prog=prog, pad=" " * len(prog))
 
 
 def load_settings() -> Settings:
@@ -34,10 +53,38 @@ def main(argv: list[str] | None = None) -> int:
     command = args[0] if args and not args[0].startswith("-") else "run"
     rest = args[1:] if args and not args[0].startswith("-") else args
     if command in ("-h", "--help", "help") or "-h" in args[:1] or "--help" in args[:1]:
-        print(USAGE)
+        print(usage())
         return 0
     settings = load_settings()
     logs.setup(settings.log_level, settings.secrets())
+    from db.engine import DatabaseSettingError
+
+    try:
+        return _dispatch(command, rest, settings)
+    except DatabaseSettingError as error:
+        print(f"smsops: {error}", file=sys.stderr)
+        return 3
+
+
+def _uses_database_url(command: str, rest: list[str], settings: Settings) -> bool:
+    """Whether this command works on DATABASE_URL (the sandbox console keeps a file of its own)."""
+    if command == "console" or (command == "run" and settings.slack_bot_token is None):
+        from bot.console import database_for, has_provider_credentials
+
+        if "-h" in rest or "--help" in rest or any(arg == "--db" or arg.startswith("--db=") for arg in rest):
+            return False
+        sandbox = "--sandbox" in rest or not has_provider_credentials(settings)
+        return database_for(settings, sandbox, None) == settings.database_url
+    return command in ("run", "migrate")
+
+
+def _dispatch(command: str, rest: list[str], settings: Settings) -> int:
+    from db.engine import check_url, probe
+
+    if command in ("audit", "verify-ledger"):
+        check_url(settings.database_url)  # they open it read-only themselves, and say where they looked
+    elif _uses_database_url(command, rest, settings):
+        probe(settings.database_url)  # before anything starts on it: one line, not a traceback later
     match command:
         case "run":
             return run(settings, rest)
@@ -49,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             from db.migrate import upgrade
 
             upgrade(settings.database_url)
-            print("database schema is up to date")
+            print(f"database schema is up to date ({_shown_database(settings.database_url)})")
             return 0
         case "audit":
             from bot.audit_cli import audit_main
@@ -59,12 +106,18 @@ def main(argv: list[str] | None = None) -> int:
             from bot.audit_cli import verify_main
 
             return verify_main(rest, settings.database_url)
-    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
     return 2
 
 
+def _shown_database(url: str) -> str:
+    from db.engine import describe
+
+    return describe(url)
+
+
 def run(settings: Settings, rest: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot")
+    parser = argparse.ArgumentParser(prog=program_name())
     parser.add_argument("--sandbox", action="store_true", help="use the simulated providers")
     options = parser.parse_args(rest)
     if settings.slack_bot_token is None:
@@ -74,7 +127,7 @@ def run(settings: Settings, rest: list[str]) -> int:
 
             return console_main(["--sandbox"] if options.sandbox else [], settings)
         print("smsops: SLACK_BOT_TOKEN is not set. Put the Slack tokens in .env (see README), "
-              "or try `python -m bot console`.", file=sys.stderr)
+              f"or try `{program_name()} console`.", file=sys.stderr)
         return 2
     if options.sandbox:
         print("smsops: --sandbox is for the console; a Slack-connected bot uses real providers.", file=sys.stderr)

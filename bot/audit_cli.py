@@ -1,6 +1,7 @@
 """`python -m bot audit` and `python -m bot verify-ledger`: the ledger from a shell.
 
-Both bring the schema up to date first (db.migrate.upgrade) and create nothing else. `audit` streams:
+Both only read: they open the database read-only, never create or migrate it, and fail with the place
+they looked when there is no ledger there (exit 3). `audit` streams:
 an export of millions of entries runs in constant memory and starts printing at once.
 """
 
@@ -16,13 +17,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, time
 from typing import TextIO
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.durations import parse_duration
 from db import audit
-from db.engine import make_engine
+from db.engine import DatabaseSettingError, open_read_only
 from db.ledger import verify
-from db.migrate import upgrade
+from db.migrate import require_current_schema
 from db.models import LedgerEntry
 
 PROVIDER_ALIASES = {"coolsms": "solapi"}
@@ -172,8 +174,7 @@ def audit_main(argv: list[str], database_url: str) -> int:
     write: Callable[[Iterable[LedgerEntry], TextIO], None]
     write = _write_json if args.json else _write_csv if args.csv else _write_table
     try:
-        upgrade(database_url, quiet=True)
-        engine = make_engine(database_url)
+        engine = _open_ledger(database_url)
         try:
             write(audit.stream(engine, flt), sys.stdout)
             sys.stdout.flush()
@@ -185,6 +186,9 @@ def audit_main(argv: list[str], database_url: str) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except DatabaseSettingError as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
     except SQLAlchemyError as exc:
         print(f"audit: the database failed: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
@@ -210,12 +214,14 @@ def verify_main(argv: list[str], database_url: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        upgrade(database_url, quiet=True)
-        engine = make_engine(database_url)
+        engine = _open_ledger(database_url)
         try:
             result = verify(engine, anchor=anchor)
         finally:
             engine.dispose()
+    except DatabaseSettingError as exc:
+        print(f"verify-ledger: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
     except SQLAlchemyError as exc:
         print(f"verify-ledger: could not read the ledger: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
@@ -230,6 +236,18 @@ def verify_main(argv: list[str], database_url: str) -> int:
     print(f"ledger BROKEN at entry {result.bad_seq}: {result.problem}"
           f" ({result.checked} entries before it are intact)")
     return 1
+
+
+def _open_ledger(database_url: str) -> Engine:
+    """The ledger, read-only, at this code's schema: an auditor never gets an all-clear from a database
+    that was created (or migrated) by the check itself."""
+    engine = open_read_only(database_url)
+    try:
+        require_current_schema(engine, database_url)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _anchor(text: str) -> tuple[int, str]:

@@ -39,15 +39,18 @@ def build_asgi(
     scheduler_running: Callable[[], bool] = lambda: True,
     telnyx_webhook: Webhook | None = None,
     twilio_webhook: Webhook | None = None,
+    previous_signing_secret: str | None = None,
 ) -> Starlette:
-    verifier = SignatureVerifier(signing_secret)
+    # Slack signs with one secret; while it is being rotated (SLACK_SIGNING_SECRET_PREVIOUS), a request
+    # signed with the one before is still Slack's: retries in flight, replicas not yet restarted.
+    verifiers = [SignatureVerifier(secret) for secret in (signing_secret, previous_signing_secret) if secret]
 
     async def events(request: Request) -> Response:
         body = await request.body()
         signature = request.headers.get("x-slack-signature", "")
         timestamp = request.headers.get("x-slack-request-timestamp", "")
         try:
-            valid = verifier.is_valid(body, timestamp, signature)
+            valid = any(verifier.is_valid(body, timestamp, signature) for verifier in verifiers)
         except ValueError:  # a missing or non-numeric timestamp
             valid = False
         if not valid:

@@ -42,6 +42,23 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
+class _DropUnusedTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and, since the bot hands it a ready
+    client made with that very token, warns on every start that "`token` will be unused": nothing an
+    operator can or should act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_UNUSED_TOKEN_FILTER = _DropUnusedTokenWarning()
+
+
+def quiet_bolt() -> None:
+    """Idempotent: the filter sits on Bolt's own logger, so it holds whichever handler writes the logs."""
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_UNUSED_TOKEN_FILTER)
+
+
 def setup(level: str = "INFO", secrets: list[str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets or []))
@@ -50,3 +67,4 @@ def setup(level: str = "INFO", secrets: list[str] | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_bolt()

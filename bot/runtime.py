@@ -11,6 +11,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 
+from bot import logs
 from bot.clock import Clock, SystemClock
 from bot.http import build_asgi
 from bot.providers.base import Provider, ProviderName
@@ -53,7 +54,12 @@ class Runtime:
         self.services.tz_of = TimeZones(self.client).get
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
         self.signing_secret = secret
-        self.app = build_app(self.services, self.client, secret)
+        previous = settings.slack_signing_secret_previous
+        self.previous_signing_secret = previous.get_secret_value() if previous else None
+        logs.quiet_bolt()
+        # Every request is verified where it arrives (bot/http.py), against the current and, during a
+        # rotation, the previous signing secret; Bolt's own check knows only one, so it is left off.
+        self.app = build_app(self.services, self.client, None)
         self.reminders: Reminders | None = None
         if run_reminders:
             self.reminders = Reminders(self.services)
@@ -102,7 +108,8 @@ class Runtime:
 
         return build_asgi(self.app, self.services, self.signing_secret, on_start=self.start, on_stop=self.stop,
                           scheduler_running=self.scheduler_running, telnyx_webhook=telnyx_webhook,
-                          twilio_webhook=twilio_webhook_endpoint(self.services))
+                          twilio_webhook=twilio_webhook_endpoint(self.services),
+                          previous_signing_secret=self.previous_signing_secret)
 
     async def _reconcile_periodically(self) -> None:
         """Intents left open by a replica that died while this one runs are settled here too. A

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    slack_signing_secret_previous: SecretStr | None = None  # also accepted while the secret is rotated
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on every interface
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
         values = [
             self.slack_bot_token,
             self.slack_signing_secret,
+            self.slack_signing_secret_previous,
             self.slack_app_token,
             self.solapi_api_secret,
             self.solapi_api_key,

@@ -10,10 +10,13 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 # Execution option marking an engine (or connection) whose transactions only read. On SQLite such a
@@ -34,6 +37,122 @@ def normalise_url(url: str) -> str:
 def is_sqlite(engine_or_url: Engine | str) -> bool:
     url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
     return make_url(normalise_url(url)).get_backend_name() == "sqlite"
+
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+SUPPORTED_DRIVERS = ("pysqlite", "psycopg")  # the ones installed with smsops
+_URL_ADVICE = "use sqlite:///./smsops.db (one replica) or postgresql://user@host/dbname (several)"
+PG_CONNECT_TIMEOUT = 10  # seconds: an unreachable host is reported instead of waiting for TCP's own timeout
+
+
+class DatabaseSettingError(Exception):
+    """DATABASE_URL names no database smsops can use, or one it cannot reach or find: one line, in the
+    operator's terms (which setting, what to do), for the command line."""
+
+
+def _parsed(url: str) -> URL:
+    try:
+        return make_url(normalise_url(url))
+    except ArgumentError:
+        # Not echoed: a mistyped URL may still carry a password.
+        raise DatabaseSettingError(f"DATABASE_URL is not a database URL: {_URL_ADVICE}") from None
+
+
+def check_url(url: str) -> None:
+    """Refuse, before anything connects, a URL for a database smsops does not support (`mysql://`)."""
+    parsed = _parsed(url)
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseSettingError(f"DATABASE_URL uses {backend}://, which smsops does not support: {_URL_ADVICE}")
+    driver = parsed.get_driver_name()
+    if driver not in SUPPORTED_DRIVERS:
+        raise DatabaseSettingError(
+            f"DATABASE_URL asks for the {driver} driver, which smsops does not ship: {_URL_ADVICE}")
+
+
+def describe(url: str) -> str:
+    """Where a URL points, for messages: a SQLite file's absolute path, else the URL without its password."""
+    parsed = _parsed(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return "an in-memory SQLite database"
+        return str(Path(parsed.database).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def unreachable(url: str, error: BaseException) -> DatabaseSettingError:
+    """The message for a database that did not answer (server down, wrong host, no such directory)."""
+    advice = ("its directory must exist and be writable" if is_sqlite(url)
+              else "check the host, port, database name and credentials, and that the server is running")
+    return DatabaseSettingError(
+        f"cannot open the database in DATABASE_URL ({describe(url)}): {_first_line(error)}."
+        f" Check DATABASE_URL: {advice}."
+    )
+
+
+def probe(url: str) -> None:
+    """Check DATABASE_URL before the bot starts on it: supported, and answering a query."""
+    check_url(url)
+    if is_sqlite(url):
+        engine = make_engine(url)
+    else:
+        engine = create_engine(normalise_url(url), poolclass=NullPool,
+                               connect_args={"connect_timeout": PG_CONNECT_TIMEOUT})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        raise unreachable(url, error) from None
+    finally:
+        engine.dispose()
+
+
+def open_read_only(url: str) -> Engine:
+    """An engine that cannot write, for the commands that only read (audit, verify-ledger): they must
+    never create a database where there was none, nor change one. SQLite: the file must exist and is
+    opened `mode=ro`; PostgreSQL: every transaction is read-only (`default_transaction_read_only`).
+    Raises DatabaseSettingError naming the place it looked."""
+    check_url(url)
+    if is_sqlite(url):
+        where = describe(url)
+        if where == "an in-memory SQLite database":
+            raise DatabaseSettingError("DATABASE_URL is an in-memory SQLite database: it holds no ledger to read")
+        path = Path(where)
+        if not path.is_file():
+            raise DatabaseSettingError(
+                f"no ledger at {path}: the file does not exist. Run this where the bot keeps its database,"
+                " or set DATABASE_URL to it (e.g. DATABASE_URL=sqlite:////data/smsops.db)."
+            )
+        uri = f"file:{quote(str(path))}?mode=ro"
+        engine = create_engine(
+            "sqlite://", poolclass=NullPool,
+            creator=lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False),
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy opens transactions: plain BEGIN below
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")  # DEFERRED: a WAL snapshot, the bot's writers never wait for it
+    else:
+        engine = create_engine(
+            normalise_url(url), poolclass=NullPool,
+            connect_args={"options": "-c default_transaction_read_only=on", "connect_timeout": PG_CONNECT_TIMEOUT},
+        )
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        engine.dispose()
+        raise unreachable(url, error) from None
+    return engine
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text  # noqa: E402
 from sqlmodel import SQLModel  # noqa: E402
 
 import db.models  # noqa: F401, E402  (registers every table on SQLModel.metadata)
-from db.engine import make_engine, normalise_url  # noqa: E402
+from db.engine import DatabaseSettingError, describe, make_engine, normalise_url  # noqa: E402
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x5E50_0A1E  # pg_advisory_xact_lock key for "schema migrations"
@@ -121,3 +121,21 @@ def schema_diff(database_url: str) -> list[Any]:
 def head_revision() -> str | None:
     """The newest revision shipped with this code."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def require_current_schema(engine: Engine, database_url: str) -> None:
+    """For the read-only commands, which must not migrate: the database has this code's schema, or
+    DatabaseSettingError says what it has instead and what to run."""
+    with engine.connect() as conn, _alembic_logs(quiet=True):
+        current = MigrationContext.configure(conn).get_current_revision()
+    head = head_revision()
+    if current is None:
+        raise DatabaseSettingError(
+            f"no ledger in {describe(database_url)}: the database has no smsops tables."
+            " Check DATABASE_URL; `smsops migrate` creates them for a new bot."
+        )
+    if current != head:
+        raise DatabaseSettingError(
+            f"the ledger in {describe(database_url)} has schema revision {current}, this smsops expects {head}:"
+            " run `smsops migrate` first (or use the smsops version the bot runs)."
+        )

@@ -194,37 +194,20 @@ class HighLevelClient:
         await self._http.aclose()
 
     async def status(self, target: str) -> MessageState:
-        body = await self._http.request("GET", f"/conversations/messages/{target}", idempotent=True)
-        return message_state(body, expected_id=target)
+        state: MessageState = await self._http.request(
+            "GET", f"/conversations/messages/{target}", idempotent=True,
+            parse=lambda body: message_state(body, expected_id=target))
+        return state
 
     async def cancel(self, target: str) -> MessageState:
         attempts = _AttemptCounter()
         try:
             with attempts:
-                body = await self._http.request(
-                    "DELETE", f"/conversations/messages/{target}/schedule", idempotent=True
+                state: MessageState = await self._http.request(
+                    "DELETE", f"/conversations/messages/{target}/schedule", idempotent=True,
+                    parse=lambda body: _cancel_answer(body, target),
                 )
-            if not isinstance(body, Mapping):
-                raise garbage(PROVIDER, "cancel answer is not an object")
-            status = body.get("status")
-            if isinstance(status, bool) or not isinstance(status, int | float):
-                raise garbage(PROVIDER, "cancel answer has no numeric `status`")
-            if 200 <= status < 300:
-                return MessageState(
-                    provider=PROVIDER,
-                    id=target,
-                    state=SendState.CANCELLED,
-                    status="cancelled",
-                    raw=dict(body),
-                )
-            # HTTP 200 with {"status": 404, "message": "Failed cancel the scheduled message"}: not done.
-            raise ProviderError(
-                PROVIDER,
-                ErrorKind.REJECTED,
-                _message_text(body) or "cancel refused",
-                code=str(int(status)),
-                http_status=200,
-            )
+            return state
         except ProviderError as error:
             if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
                 raise
@@ -262,10 +245,11 @@ class HighLevelClient:
             async with gate:
                 try:
                     # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    answer = await self._http.request(
-                        "POST", "/conversations/messages", json_body=body, idempotent=False
+                    outcome: MessageState | ProviderError = await self._http.request(
+                        "POST", "/conversations/messages", json_body=body, idempotent=False,
+                        parse=lambda answer: _scheduled(answer, contact_id, request),
                     )
-                    return _scheduled(answer, contact_id, request)
+                    return outcome
                 except ProviderError as error:
                     return error
 
@@ -306,6 +290,20 @@ class HighLevelClient:
             if error.kind is ErrorKind.NOT_FOUND:
                 return  # the token was accepted; there is just no such message
             raise
+
+
+def _cancel_answer(body: Any, target: str) -> MessageState:
+    if not isinstance(body, Mapping):
+        raise garbage(PROVIDER, "cancel answer is not an object")
+    status = body.get("status")
+    if isinstance(status, bool) or not isinstance(status, int | float):
+        raise garbage(PROVIDER, "cancel answer has no numeric `status`")
+    if 200 <= status < 300:
+        return MessageState(provider=PROVIDER, id=target, state=SendState.CANCELLED, status="cancelled",
+                            raw=dict(body))
+    # HTTP 200 with {"status": 404, "message": "Failed cancel the scheduled message"}: not done.
+    raise ProviderError(PROVIDER, ErrorKind.REJECTED, _message_text(body) or "cancel refused",
+                        code=str(int(status)), http_status=200)
 
 
 def _scheduled(answer: Any, contact_id: str, request: ScheduleRequest) -> MessageState | ProviderError:

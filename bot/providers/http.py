@@ -114,20 +114,24 @@ class ProviderHTTP:
         idempotent: bool,
         operation: str | None = None,
         form_body: Mapping[str, str] | None = None,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Send, retrying where safe; return the decoded JSON body (or None for an empty body).
+        """Send, retrying where safe; return the decoded JSON body (or None for an empty body), or
+        what `parse` makes of it.
 
         `operation` names the call in the metrics (`smsops_provider_calls_total` and
         `smsops_provider_call_seconds`); by default it is the method and the path with its ids
         replaced, such as `DELETE /messages/{id}`. `form_body` is sent form-encoded instead of
-        `json_body` (Twilio's API takes forms)."""
+        `json_body` (Twilio's API takes forms). `parse` reads the body as the provider documents
+        it; the ProviderError it raises (`garbage` for JSON of the wrong shape) is the call's outcome
+        in the metrics, as it is in the ledger: an answer the bot could not use is not counted `ok`."""
         operation = operation or operation_of(method, path)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await self._once(method, path, json_body=json_body, params=params, operation=operation,
-                                        form_body=form_body)
+                                        form_body=form_body, parse=parse)
             except ProviderError as error:
                 if not self._should_retry(error, idempotent, attempt):
                     raise
@@ -160,6 +164,7 @@ class ProviderHTTP:
     async def _once(
         self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
         operation: str | None = None, form_body: Mapping[str, str] | None = None,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """One HTTP exchange, counted and timed (each attempt of a retried request is one call)."""
         operation = operation or operation_of(method, path)
@@ -167,7 +172,8 @@ class ProviderHTTP:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._exchange(method, path, json_body=json_body, params=params, form_body=form_body)
+            body = await self._exchange(method, path, json_body=json_body, params=params, form_body=form_body)
+            return body if parse is None else parse(body)
         except ProviderError as error:
             outcome = str(error.kind)
             raise

@@ -13,12 +13,13 @@ Facts this client relies on (design/providers.md §1):
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -273,9 +274,10 @@ class SolapiClient:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         return await self._http.request(
-            method, path, json_body=json_body, params=params, idempotent=idempotent
+            method, path, json_body=json_body, params=params, idempotent=idempotent, parse=parse
         )
 
     @staticmethod
@@ -283,14 +285,16 @@ class SolapiClient:
         return f"{GROUPS}/{quote(group_id, safe='')}{suffix}"
 
     async def _get_group(self, group_id: str) -> MessageState:
-        body = await self._request("GET", self._group_path(group_id), idempotent=True)
-        return _group_state(body, group_id)
+        state: MessageState = await self._request("GET", self._group_path(group_id), idempotent=True,
+                                                  parse=lambda body: _group_state(body, group_id))
+        return state
 
     async def _get_message(self, message_id: str) -> dict[str, Any]:
-        body = await self._request(
-            "GET", "/messages/v4/list", params={"messageId": message_id}, idempotent=True
+        entry: dict[str, Any] = await self._request(
+            "GET", "/messages/v4/list", params={"messageId": message_id}, idempotent=True,
+            parse=lambda body: _message_entry(body, message_id),
         )
-        return _message_entry(body, message_id)
+        return entry
 
     async def _group_only(self, message_id: str, action: str) -> ProviderError:
         """The error for a group-only action asked of one message, naming its group if we can."""
@@ -355,8 +359,7 @@ class SolapiClient:
             raise ProviderError(
                 PROVIDER, ErrorKind.REJECTED, "no recipients to schedule", code="NoRecipients"
             )
-        created = await self._request("POST", GROUPS, json_body={}, idempotent=False)
-        group = _group_state(created)
+        group: MessageState = await self._request("POST", GROUPS, json_body={}, idempotent=False, parse=_group_state)
         group_id = group.id
         messages = [
             {"to": solapi_number(to), "from": solapi_number(sender), "text": request.text}
@@ -369,11 +372,10 @@ class SolapiClient:
             for start in range(0, len(messages), MAX_MESSAGES_PER_ADD):
                 chunk = messages[start : start + MAX_MESSAGES_PER_ADD]
                 originals = request.to[start : start + MAX_MESSAGES_PER_ADD]
-                answer = await self._request(
+                ok, bad = await self._request(
                     "PUT", self._group_path(group_id, "/messages"), json_body={"messages": chunk},
-                    idempotent=False,
+                    idempotent=False, parse=functools.partial(_registration, originals=originals),
                 )
-                ok, bad = _registration(answer, originals)
                 registered.extend(ok)
                 failed.extend(bad)
             if not registered:
@@ -463,10 +465,12 @@ class SolapiClient:
             return await self._get_group(target)
 
     async def ping(self) -> None:
-        body = await self._request("GET", GROUPS, params={"limit": 1}, idempotent=True)
-        listing = _require_dict(body, "the group list")
-        if not isinstance(listing.get("groupList"), dict | list):
-            raise garbage(PROVIDER, f"group list without groupList: {_short(listing)}")
+        def read(body: Any) -> None:
+            listing = _require_dict(body, "the group list")
+            if not isinstance(listing.get("groupList"), dict | list):
+                raise garbage(PROVIDER, f"group list without groupList: {_short(listing)}")
+
+        await self._request("GET", GROUPS, params={"limit": 1}, idempotent=True, parse=read)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -100,6 +100,12 @@ def _format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _schedule_answer(answer: Any) -> MessageState:
+    if not isinstance(answer, Mapping) or "data" not in answer:
+        raise garbage(PROVIDER, "POST /messages/schedule answer has no `data`")
+    return message_state(answer["data"])
+
+
 def message_state(payload: Any, *, expected_id: str | None = None) -> MessageState:
     """An OutboundMessagePayload (GET's `data`, schedule's `data`, or DELETE's top level) → MessageState."""
     if not isinstance(payload, Mapping):
@@ -166,14 +172,23 @@ class TelnyxClient:
         await self._http.aclose()
 
     async def status(self, target: str) -> MessageState:
-        body = await self._http.request("GET", f"/messages/{target}", idempotent=True)
-        if not isinstance(body, Mapping) or "data" not in body:
-            raise garbage(PROVIDER, "GET /messages/{id} answer has no `data`")
-        return message_state(body["data"], expected_id=target)
+        def read(body: Any) -> MessageState:
+            if not isinstance(body, Mapping) or "data" not in body:
+                raise garbage(PROVIDER, "GET /messages/{id} answer has no `data`")
+            return message_state(body["data"], expected_id=target)
+
+        state: MessageState = await self._http.request("GET", f"/messages/{target}", idempotent=True, parse=read)
+        return state
 
     async def cancel(self, target: str) -> MessageState:
+        def read(body: Any) -> MessageState:
+            if isinstance(body, Mapping) and "data" in body and "to" not in body:
+                body = body["data"]  # tolerate a wrapped answer, though the spec has none
+            return message_state(body, expected_id=target)
+
         try:
-            body = await self._http.request("DELETE", f"/messages/{target}", idempotent=True)
+            state: MessageState = await self._http.request("DELETE", f"/messages/{target}", idempotent=True,
+                                                           parse=read)
         except ProviderError as error:
             if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
                 raise
@@ -186,9 +201,7 @@ class TelnyxClient:
             if current.state is SendState.CANCELLED:
                 return current
             raise
-        if isinstance(body, Mapping) and "data" in body and "to" not in body:
-            body = body["data"]  # tolerate a wrapped answer, though the spec has none
-        return message_state(body, expected_id=target)
+        return state
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         sender = request.sender or self.sender
@@ -213,12 +226,10 @@ class TelnyxClient:
             async with gate:
                 try:
                     # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    answer = await self._http.request(
-                        "POST", "/messages/schedule", json_body=body, idempotent=False
+                    scheduled: MessageState = await self._http.request(
+                        "POST", "/messages/schedule", json_body=body, idempotent=False, parse=_schedule_answer
                     )
-                    if not isinstance(answer, Mapping) or "data" not in answer:
-                        raise garbage(PROVIDER, "POST /messages/schedule answer has no `data`")
-                    return message_state(answer["data"])
+                    return scheduled
                 except ProviderError as error:
                     return error
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from bot.audit_cli import UsageError, audit_main, parse_when, verify_main
 from bot.clock import FrozenClock
-from db.engine import make_engine
+from db.engine import make_engine, open_read_only
 from db.ledger import EntryDraft, Ledger, chain_hash
 from db.migrate import current_revision, head_revision
 from db.models import LedgerEntry
@@ -233,29 +234,71 @@ def _fresh_urls(tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> st
     return url
 
 
+def test_a_missing_sqlite_file_is_reported_with_its_path_and_not_created(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default DATABASE_URL is relative: an auditor in the wrong directory must not get an all-clear.
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///./smsops.db"
+    assert verify_main([], url) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"verify-ledger: no ledger at {tmp_path / 'smsops.db'}: the file does not exist. Run this where"
+                   " the bot keeps its database, or set DATABASE_URL to it (e.g. DATABASE_URL=sqlite:////data/smsops.db).\n")
+    code, out, err = run_audit(capsys, url, "--json")
+    assert code == 3 and out == "" and f"audit: no ledger at {tmp_path / 'smsops.db'}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_a_fresh_database_is_migrated_and_nothing_else(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                       request: pytest.FixtureRequest, kind: str) -> None:
+def test_a_database_without_the_schema_is_reported_and_not_migrated(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> None:
     url = _fresh_urls(tmp_path, request, kind)
+    if kind == "sqlite":
+        (tmp_path / "fresh.db").touch()  # exists, but holds no ledger
+    assert verify_main([], url) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "verify-ledger: no ledger in " in err and "the database has no smsops tables" in err
+    assert run_audit(capsys, url, "--json")[0] == 3
     assert current_revision(url) is None
-    assert verify_main([], url) == 0
-    assert capsys.readouterr().out == "ledger intact: 0 entries\n"
-    code, out, _ = run_audit(capsys, url, "--json")
-    assert code == 0 and out == ""
-    assert current_revision(url) == head_revision()
     engine = make_engine(url)
     try:
-        tables = set(inspect(engine).get_table_names())
+        assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
-    assert tables == {"alembic_version", "ledger_entries", "tracked_sends", "approvals", "intents",
-                      "reminder_claims", "seen_requests"}
 
 
-def test_an_unreachable_database_is_reported_not_a_traceback(capsys: pytest.CaptureFixture[str],
-                                                             tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}"
+def test_an_older_schema_is_reported_not_migrated(capsys: pytest.CaptureFixture[str], database_url: str,
+                                                  engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    try:
+        assert verify_main([], database_url) == 3
+        err = capsys.readouterr().err
+        assert f"has schema revision 0000, this smsops expects {head_revision()}: run `smsops migrate` first" in err
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0000"
+    finally:  # the PostgreSQL database is the session's: leave it as found
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
+
+
+def test_the_read_only_commands_cannot_write(database_url: str, filled: list[LedgerEntry]) -> None:
+    engine = open_read_only(database_url)
+    try:
+        with pytest.raises(DBAPIError, match=r"read-only|readonly"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM ledger_entries"))
+    finally:
+        engine.dispose()
+    assert verify_main([], database_url) == 0
+
+
+def test_an_unreachable_database_is_reported_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql://smsops:hunter2@127.0.0.1:1/ledger"  # nothing listens on port 1
     assert audit_main(["--json"], url) == 3
-    assert "audit: the database failed:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("audit: cannot open the database in DATABASE_URL"
+                          " (postgresql+psycopg://smsops:***@127.0.0.1:1/ledger): ")
+    assert "hunter2" not in err and err.count("\n") == 1
     assert verify_main([], url) == 3
-    assert "verify-ledger: could not read the ledger:" in capsys.readouterr().err
+    assert "verify-ledger: cannot open the database in DATABASE_URL" in capsys.readouterr().err

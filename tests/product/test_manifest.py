@@ -1,4 +1,5 @@
-"""app_manifest.yml against the code: the command, the events and the buttons the code listens to, and
+"""app_manifest.yml (Socket Mode) and app_manifest.http.yml (HTTP mode) against the code: the command,
+the events and the buttons the code listens to, and
 exactly the bot scopes its Slack Web API calls need — found by reading the code, and by watching the
 calls a running bot makes."""
 
@@ -20,6 +21,8 @@ from tests.support.harness import buttons
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "app_manifest.yml"
+HTTP_MANIFEST = ROOT / "app_manifest.http.yml"
+MANIFESTS = pytest.mark.parametrize("path", [MANIFEST, HTTP_MANIFEST], ids=["socket", "http"])
 
 # Web API method → the bot scopes it needs (any one of each set). Methods the code does not call are
 # here so that a new call is a one-line change; a call missing here fails the test on purpose.
@@ -47,8 +50,8 @@ OPTIONAL = {"chat:write.public": "chat.postMessage", "chat:write.customize": "ch
 COMMAND_SCOPE = "commands"
 
 
-def manifest() -> dict:
-    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+def manifest(path: Path = MANIFEST) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def web_api_methods() -> dict[str, str]:
@@ -106,8 +109,9 @@ def test_the_code_calls_only_methods_whose_scopes_are_known():
     assert not unknown, f"add these Web API methods and their scopes to NEEDS (and the manifest): {unknown}"
 
 
-def test_the_manifest_grants_exactly_the_scopes_the_calls_need():
-    granted = set(manifest()["oauth_config"]["scopes"]["bot"])
+@MANIFESTS
+def test_the_manifest_grants_exactly_the_scopes_the_calls_need(path: Path):
+    granted = set(manifest(path)["oauth_config"]["scopes"]["bot"])
     calls = calls_in_code()
     needed = {COMMAND_SCOPE}
     for method in calls:
@@ -141,17 +145,19 @@ def test_the_calls_a_running_bot_makes_are_covered(bot, solapi):
                     content_type="application/json")
     bot.slack.wait_for(lambda: "U0ALICE01" in bot.slack.views)
 
-    granted = set(manifest()["oauth_config"]["scopes"]["bot"])
     called = {c.method for c in bot.slack.calls}
     print("Web API methods called:", sorted(called))
     assert {"chat.postMessage", "chat.update", "views.publish"} <= called
-    for method in called:
-        assert method in NEEDS, f"the bot called {method}: add it to NEEDS and the manifest"
-        assert not NEEDS[method] or NEEDS[method] & granted, f"{method} needs one of {NEEDS[method]}"
+    for path in (MANIFEST, HTTP_MANIFEST):
+        granted = set(manifest(path)["oauth_config"]["scopes"]["bot"])
+        for method in called:
+            assert method in NEEDS, f"the bot called {method}: add it to NEEDS and the manifest"
+            assert not NEEDS[method] or NEEDS[method] & granted, f"{path.name}: {method} needs one of {NEEDS[method]}"
 
 
-def test_the_manifest_declares_what_the_code_listens_to():
-    data = manifest()
+@MANIFESTS
+def test_the_manifest_declares_what_the_code_listens_to(path: Path):
+    data = manifest(path)
     listeners = listeners_in_code()
     commands = {c["command"] for c in data["features"]["slash_commands"]}
     assert commands == listeners["command"] == {"/sms"}
@@ -165,16 +171,43 @@ def test_the_manifest_declares_what_the_code_listens_to():
         assert data["features"]["app_home"]["home_tab_enabled"] is True
 
 
-def test_the_manifest_is_a_socket_mode_app_slack_accepts():
-    data = manifest()
+def _common(data: dict) -> None:
+    """What Slack checks in any manifest."""
     assert data["_metadata"]["major_version"] == 1
-    assert data["settings"]["socket_mode_enabled"] is True
-    # In Socket Mode Slack refuses request URLs; the HTTP-mode variant is described in the file's header.
-    assert "url" not in data["features"]["slash_commands"][0]
-    assert "request_url" not in data["settings"]["interactivity"]
-    assert "request_url" not in data["settings"]["event_subscriptions"]
     info = data["display_information"]
     assert 1 <= len(info["name"]) <= 35 and len(info["description"]) <= 140
     assert data["features"]["bot_user"]["display_name"]
     command = data["features"]["slash_commands"][0]
     assert len(command["description"]) <= 2000 and len(command["usage_hint"]) <= 1000
+
+
+def test_the_manifest_is_a_socket_mode_app_slack_accepts():
+    data = manifest()
+    _common(data)
+    assert data["settings"]["socket_mode_enabled"] is True
+    # In Socket Mode Slack refuses request URLs; app_manifest.http.yml is the HTTP-mode variant.
+    assert "url" not in data["features"]["slash_commands"][0]
+    assert "request_url" not in data["settings"]["interactivity"]
+    assert "request_url" not in data["settings"]["event_subscriptions"]
+
+
+def test_the_http_manifest_sends_everything_to_the_bots_one_endpoint():
+    data = manifest(HTTP_MANIFEST)
+    _common(data)
+    assert data["settings"]["socket_mode_enabled"] is False
+    urls = {data["features"]["slash_commands"][0]["url"], data["settings"]["interactivity"]["request_url"],
+            data["settings"]["event_subscriptions"]["request_url"]}
+    assert len(urls) == 1, "the command, the clicks and the events go to the same URL"
+    (url,) = urls
+    assert url.startswith("https://") and url.endswith("/slack/events")  # the route bot/http.py serves
+
+
+def test_the_two_manifests_differ_only_in_the_mode():
+    def without_mode(data: dict) -> dict:
+        data["settings"].pop("socket_mode_enabled")
+        data["features"]["slash_commands"][0].pop("url", None)
+        data["settings"]["interactivity"].pop("request_url", None)
+        data["settings"]["event_subscriptions"].pop("request_url", None)
+        return data
+
+    assert without_mode(manifest(HTTP_MANIFEST)) == without_mode(manifest())

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session, col, select
 
 from bot.slack.ids import ActionId
+from db.models import LedgerEntry
 from tests.support.harness import buttons, reply_text
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
@@ -104,3 +106,27 @@ def test_clicks_and_reminders_are_counted(world):
     assert delta(before, after, "smsops_reminders_total", outcome="posted") == 1
     assert sum(v - before.get(k, 0.0) for k, v in matching(after, "smsops_clicks_total", action="cancel").items()) == 1
     assert delta(before, after, "smsops_ack_seconds_count", kind="action") == 1
+
+
+def test_an_answer_the_bot_could_not_use_is_counted_as_the_ledger_records_it(world):
+    """JSON of the wrong shape is as unusable as an HTML error page: the ledger records the cancel as
+    failed (garbage), and /metrics must not count the call `ok`."""
+    bot, telnyx = world.bot, world.telnyx
+    message_id = telnyx.add_message(send_at=datetime.now(UTC) + timedelta(hours=2))
+    telnyx.server.faults.garbage('{"data": [1, 2, 3]}', status=200, method="DELETE", path_contains=message_id,
+                                 times=1, headers={"content-type": "application/json"})
+    before, _, _ = scrape(bot)
+    _, token = bot.command(f"cancel {message_id}")
+    assert "could not read" in reply_text(bot.final_reply(token))
+    after, _, _ = scrape(bot)
+
+    with Session(bot.services.engine) as session:
+        entry = session.exec(select(LedgerEntry).where(LedgerEntry.target == message_id)
+                             .order_by(col(LedgerEntry.seq).desc())).first()
+    assert entry is not None and (entry.action, entry.outcome) == ("failed", "error")
+    assert "garbage: unexpected answer" in entry.detail
+    assert delta(before, after, "smsops_provider_calls_total", provider="telnyx",
+                 operation="DELETE /messages/{id}", outcome="garbage") == 1
+    assert delta(before, after, "smsops_provider_calls_total", provider="telnyx",
+                 operation="DELETE /messages/{id}", outcome="ok") == 0
+    assert delta(before, after, "smsops_commands_total", command="cancel", outcome="error") == 1
