@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot import commands
 from bot.ids import TargetRef
 from bot.operations.common import Invoker, when
-from bot.operations.results import Reply, Tone
+from bot.operations.results import Reply, Tone, inert
 from bot.providers.registry import display
 from bot.services import Services
 from db.audit import AuditFilter, query
@@ -29,7 +29,7 @@ async def list_sends(services: Services, who: Invoker, cmd: commands.ListSends) 
     lines = [
         f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} recipient(s) · "
         f"by <@{s.created_by}> · {s.state}"
-        + (f" · “{s.text_preview[:60]}”" if s.text_preview else "")
+        + (f" · “{inert(s.text_preview[:60])}”" if s.text_preview else "")
         for s in sends
     ]
     return Reply(Tone.INFO, f"{len(sends)} upcoming send(s) ({whose}), soonest first:", lines)

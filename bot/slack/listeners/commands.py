@@ -59,7 +59,7 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         verb = type(parsed).__name__.lower()
         if isinstance(parsed, commands.Help):
-            await ack(text="/sms commands", blocks=help_blocks(parsed.verb), response_type="ephemeral")
+            await ack(text="/sms commands", blocks=help_blocks(parsed.verb, services.now()), response_type="ephemeral")
             _observe(started, verb, "ok")
             return
         who = invoker_from_command(command, rid)
