@@ -299,8 +299,9 @@ def parse_since(word: str, now: datetime, verb: str | None = None) -> datetime:
         try:
             when = parse_when(word, now, verb)
         except UsageError as exc:
-            raise UsageError(f"`since {_show(word)}` is not a time: since takes a span back such as `7d`, `12h` or `30m`, "
-                             "a date such as 2026-11-01, or an ISO-8601 time with an offset", verb) from exc
+            raise UsageError(f"`since {_show(word)}` is not a time: since takes a span back such as `7d`, "
+                             "`12h` or `30m`, a date such as 2026-11-01, or an ISO-8601 time with an offset",
+                             verb) from exc
     if when > now:
         raise UsageError(f"`since {_show(word)}` is in the future", verb)
     return when

@@ -140,6 +140,7 @@ class ApprovalState(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     FAILED = "failed"
+    CLOSED = "closed"  # the group's fate was settled elsewhere (deleted, cancelled, sent): nothing to decide
 
 
 class Approval(SQLModel, table=True):

@@ -264,6 +264,25 @@ class Store:
             session.commit()
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def close_approvals_for(self, send_id: str, now: datetime) -> list[Approval]:
+        """Close every open request to send `send_id` (its group was deleted, cancelled or sent); returns
+        the ones this call closed, whose cards are to be updated. The conditional update makes a click
+        racing with it either win its claim first or find the request closed."""
+        closed: list[Approval] = []
+        with self.session() as session:
+            pending = session.exec(select(Approval).where(Approval.send_id == send_id,
+                                                          Approval.state == ApprovalState.PENDING)).all()
+            for approval in pending:
+                result = session.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval.id, col(Approval.state) == ApprovalState.PENDING)
+                    .values(state=ApprovalState.CLOSED, decided_at=now)
+                )
+                if result.rowcount:  # type: ignore[attr-defined]
+                    closed.append(approval)
+            session.commit()
+        return closed
+
     def finish_approval(self, approval_id: str, state: str) -> None:
         with self.session() as session:
             session.execute(update(Approval).where(col(Approval.id) == approval_id).values(state=state))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot import policy
 from bot.ids import TargetRef
+from bot.operations.approval import close_for_send
 from bot.operations.common import (
     Invoker,
     Resolved,
@@ -117,6 +118,7 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
         if dropper is None:
             await services.db(services.reminders.drop, send.id)  # a database transaction: off the event loop
         await refresh_card(services, send, f"Cancelled by <@{who.user}> at {when(services.now())} — {detail}")
+        await close_for_send(services, send, f"Cancelled by <@{who.user}> at {when(services.now())}; not sent.")
     return CancelResult(target, name, Tone.OK, f"Cancelled {label}. The provider now says `{after.status}`.")
 
 
