@@ -167,10 +167,11 @@ async def _status_or_stop(services: Services, who: Invoker, found: Resolved) -> 
     try:
         return await found.provider.status(found.target)
     except ProviderError as error:
-        if error.kind is not ErrorKind.NOT_FOUND:
-            await services.db(services.store.record, who.draft(
-                Action.FAILED, Outcome.ERROR, provider=found.provider_name, target=found.target,
-                detail=f"cancel: could not read the send time: {ledger_detail(error)}"))
+        # every attempt is recorded, an id the provider does not know included
+        what = "cancel failed" if error.kind is ErrorKind.NOT_FOUND else "cancel: could not read the send time"
+        await services.db(services.store.record, who.draft(
+            Action.FAILED, Outcome.ERROR, provider=found.provider_name, target=found.target,
+            detail=f"{what}: {ledger_detail(error)}"))
         raise Stop(Reply(Tone.ERROR, f"Not cancelled. {describe_error(error)}")) from error
 
 

@@ -12,7 +12,7 @@ from bot.operations.common import Invoker, when
 from bot.operations.results import Reply, Tone, inert
 from bot.providers.registry import display
 from bot.services import Services
-from db.audit import AuditFilter, query
+from db.audit import AuditFilter, action_words, query
 from db.models import Action, LedgerEntry, Outcome
 
 PAGE = 20
@@ -111,4 +111,4 @@ def _line(entry: LedgerEntry, tz: str) -> str:
     target = f" {display(entry.provider)} `{entry.target}`" if entry.target and entry.provider else ""
     mark = {"ok": "", "refused": " ⛔", "error": " ⚠️"}.get(entry.outcome, "")
     detail = f" — {entry.detail}" if entry.detail else ""
-    return f"• {stamp} ({utc}) {who} *{entry.action}*{mark}{target}{detail}"
+    return f"• {stamp} ({utc}) {who} *{action_words(entry.action)}*{mark}{target}{detail}"

@@ -54,6 +54,15 @@ def reply_blocks(reply: Reply) -> list[Block]:
             break
     if chunk:
         blocks.append(_section("\n".join(chunk)))
+    if reply.confirm_cancel:
+        count, value = reply.confirm_cancel
+        blocks.append({"type": "actions", "elements": [{
+            "type": "button", "action_id": ActionId.CANCEL_MINE, "text": _plain(f"Cancel these {count:,}"),
+            "style": "danger", "value": value[:2000],
+            "confirm": _confirm(f"Cancel {count:,} scheduled sends?",
+                                f"This cancels the {count:,} sends listed above at their providers. "
+                                "It can't be undone.", "Cancel them"),
+        }]})
     if reply.more:
         blocks.append({"type": "actions", "elements": [{
             "type": "button", "action_id": ActionId.AUDIT_MORE, "text": _plain("More"), "value": reply.more[:2000],

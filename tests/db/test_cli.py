@@ -249,7 +249,7 @@ def test_a_fresh_database_is_migrated_and_nothing_else(capsys: pytest.CaptureFix
     finally:
         engine.dispose()
     assert tables == {"alembic_version", "ledger_entries", "tracked_sends", "approvals", "intents",
-                      "reminder_claims", "seen_requests"}
+                      "reminder_claims", "seen_requests", "slack_names"}
 
 
 def test_an_unreachable_database_is_reported_not_a_traceback(capsys: pytest.CaptureFixture[str],

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from bot.slack.ids import ActionId
-from db.models import Approval, LedgerEntry
+from db.models import Approval, LedgerEntry, SlackName
 from tests.support.harness import buttons, reply_text
 
 
@@ -117,3 +117,53 @@ def test_an_expired_request_is_closed_when_asked_again(make_bot, solapi):
     updated = bot.slack.wait_for(lambda: first.history and first, 5)
     assert buttons(updated.blocks) == [] and "Expired" in reply_text({"blocks": updated.blocks})
     assert sorted(a.state for a in approvals(bot)) == ["expired", "pending"]
+
+
+# --- 8. bulk actions confirm like buttons do -----------------------------------------------------
+def test_cancel_all_mine_lists_and_asks_before_cancelling(bot, telnyx):
+    ids = [telnyx.add_message(send_at=datetime.now(UTC) + timedelta(hours=2)) for _ in range(2)]
+    for message_id in ids:
+        _, token = bot.command(f"track telnyx {message_id}")
+        bot.final_reply(token)
+    _, token = bot.command("cancel all mine")
+    listing = bot.final_reply(token)
+    text = reply_text(listing)
+    assert "This would cancel 2" in text and all(i in text for i in ids)
+    [button] = buttons(listing["blocks"])
+    assert button["action_id"] == ActionId.CANCEL_MINE and button["confirm"]["confirm"]["text"] == "Cancel them"
+    assert telnyx.server.requests_to("DELETE") == []  # nothing before the click
+    assert {telnyx.status_of(i) for i in ids} == {"scheduled"}
+    _, click = bot.click(button["action_id"], button["value"], is_ephemeral=True)
+    assert "Cancelled 2 of 2" in reply_text(bot.final_reply(click))
+    assert {telnyx.status_of(i) for i in ids} == {"cancelled"}
+
+
+# --- 6. audit that reads like the channel --------------------------------------------------------
+def test_cancel_of_an_unknown_telnyx_id_is_recorded(bot, telnyx):
+    _, token = bot.command("cancel telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e")
+    assert "does not know that id" in reply_text(bot.final_reply(token))
+    [entry] = ledger(bot)
+    assert (entry.action, entry.outcome, entry.provider) == ("failed", "error", "telnyx")
+    assert "404" in entry.detail
+
+
+def test_audit_names_people_and_says_actions_in_words(make_bot, solapi, capsys, pg_url):
+    from bot.audit_cli import audit_main
+
+    bot = make_bot(database_url=pg_url)  # the CLI reads while the bot runs, as on a server
+    group_id = solapi.add_group(status="PENDING", recipients=["01011112222"])
+    _, token = bot.command(f"send {group_id}", user="U0BOB0001", user_name="bob")
+    assert "Asked for approval" in reply_text(bot.final_reply(token))
+    _, token = bot.command("audit", user="U0BOB0001", user_name="bob")
+    answer = reply_text(bot.final_reply(token))
+    assert "*asked for approval*" in answer and "approval_requested" not in answer
+    url = str(bot.services.engine.url.render_as_string(hide_password=False))
+    bot.slack.wait_for(lambda: bot.services.store.session().get(SlackName, "U0BOB0001"), 5)
+    code = audit_main(["--actor", "@bob"], url)
+    table, err = capsys.readouterr()
+    assert code == 0, err
+    assert "@bob" in table and "asked for approval" in table and "U0BOB0001" not in table
+    assert audit_main(["--actor", "@bob", "--json"], url) == 0
+    assert '"action": "approval_requested"' in capsys.readouterr().out  # the contract's values stay
+    assert audit_main(["--actor", "@nobody"], url) == 2
+    assert "nobody called @nobody" in capsys.readouterr().err
