@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, time
 from typing import TextIO
 
@@ -100,7 +101,7 @@ def _audit_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
     parser.add_argument("--target", metavar="ID", help="one message's or group's history (oldest first);"
                         " may be prefixed telnyx:, solapi:, highlevel:")
-    parser.add_argument("--actor", metavar="UID", help="a Slack user id, or 'system'")
+    parser.add_argument("--actor", metavar="UID", help="a Slack user id, @name (as the bot last saw it), or 'system'")
     parser.add_argument("--provider", metavar="NAME", help="solapi (coolsms), highlevel or telnyx")
     parser.add_argument("--since", metavar="WHEN", help="ISO-8601 with an offset, a date, or 7d/12h/30m ago")
     parser.add_argument("--until", metavar="WHEN", help="like --since; entries before this time")
@@ -146,12 +147,15 @@ def _cell(value: str | None, width: int) -> str:
     return text.ljust(width) if width else text
 
 
-def _write_table(entries: Iterable[LedgerEntry], out: TextIO) -> None:
+def _write_table(entries: Iterable[LedgerEntry], out: TextIO, names: dict[str, str] | None = None) -> None:
+    names = names or {}
     out.write("  ".join(_cell(key, width) for key, width in _TABLE).rstrip() + "\n")
     count = 0
     for entry in entries:
         row = entry.contract_dict()
         row["at"] = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        row["action"] = audit.action_words(entry.action)  # words for people; --json/--csv keep the ids
+        row["actor"] = f"@{names[entry.actor]}" if entry.actor in names else entry.actor
         out.write("  ".join(_cell(row[key], width) for key, width in _TABLE).rstrip() + "\n")
         count += 1
     out.write(f"({count} {'entry' if count == 1 else 'entries'})\n")
@@ -176,7 +180,7 @@ def audit_main(argv: list[str], database_url: str) -> int:
     try:
         engine = _open_ledger(database_url)
         try:
-            write(audit.stream(engine, flt), sys.stdout)
+            code = _print_audit(engine, flt, write, sys.stdout)
             sys.stdout.flush()
         finally:
             engine.dispose()
@@ -192,6 +196,24 @@ def audit_main(argv: list[str], database_url: str) -> int:
     except SQLAlchemyError as exc:
         print(f"audit: the database failed: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
+    return code
+
+
+def _print_audit(engine: Engine, flt: audit.AuditFilter, write: Callable[[Iterable[LedgerEntry], TextIO], None],
+                 out: TextIO) -> int:
+    """`--actor @bob` becomes bob's id (from the names the bot kept); the table shows `@name`s."""
+    if flt.actor is not None and flt.actor.startswith("@"):
+        ids = audit.ids_named(engine, flt.actor)
+        if len(ids) != 1:
+            problem = (f"nobody called {flt.actor} has used the bot (the names are those Slack gave it)"
+                       if not ids else f"{flt.actor} is more than one user ({', '.join(ids)}): give the id")
+            print(f"audit: --actor {problem}", file=sys.stderr)
+            return 2
+        flt = replace(flt, actor=ids[0])
+    if write is _write_table:
+        _write_table(audit.stream(engine, flt), out, audit.names(engine))
+    else:
+        write(audit.stream(engine, flt), out)
     return 0
 
 

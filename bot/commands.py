@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from bot.durations import parse_duration
 from bot.ids import IdError, TargetRef, parse_target, provider_from_name
 from bot.providers.base import ProviderName
+from bot.slack_text import unescape
 from bot.when import WhenError, read_time, readings_text
 
 MAX_TEXT = 1600  # Telnyx splits into at most 10 parts; Solapi LMS is 2,000 bytes
@@ -29,25 +30,34 @@ USAGE: dict[str, str] = {
     "schedule": "/sms schedule <provider> <to>[,<to>...] at <when> <text>",
     "track": "/sms track <provider> <id>",
     "send": "/sms send <groupId>",
-    "cancel": "/sms cancel <id>   ·   /sms cancel <id> <id> …   ·   /sms cancel all mine [since <when>]",
+    "cancel": "/sms cancel <id>   ·   /sms cancel <id> <id> …   ·   /sms cancel all mine [since <7d|date>]",
     "delete": "/sms delete <groupId>",
     "status": "/sms status <id>",
     "list": "/sms list [mine|all]",
-    "audit": "/sms audit [<id>|<@user>|<provider>] [since <when>] [limit <n>]",
+    "audit": "/sms audit [<id>|<@user>|<provider>] [since <7d|date>] [limit <n>]",
 }
 
 EXAMPLES: dict[str, str] = {
     "help": "/sms help",
     "providers": "/sms providers",
-    "schedule": "/sms schedule telnyx +15551234567,+15557654321 at 2026-11-24T09:00+09:00 Doors open at 10",
+    "schedule": "/sms schedule telnyx +15551234567,+15557654321 at {tomorrow_9} Doors open at 10",
     "track": "/sms track solapi G4V20181005162502HEA0ZB9AQOUMSE1",
     "send": "/sms send G4V20181005162502HEA0ZB9AQOUMSE1",
-    "cancel": "/sms cancel telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e",
+    "cancel": "/sms cancel telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e   ·   /sms cancel all mine since 7d",
     "delete": "/sms delete G4V20181005162502HEA0ZB9AQOUMSE1",
     "status": "/sms status G4V20181005162502HEA0ZB9AQOUMSE1",
     "list": "/sms list mine",
-    "audit": "/sms audit <@U012AB3CD> telnyx since 7d",
+    "audit": "/sms audit <@U012AB3CD> telnyx since {week_ago}",
 }
+
+
+def examples(now: datetime) -> dict[str, str]:
+    """EXAMPLES with their times filled in from `now`, so an example pasted as it stands works:
+    tomorrow 09:00 UTC is always between 9 and 33 hours ahead (inside every provider's window)."""
+    tomorrow_9 = (now.astimezone(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    values = {"tomorrow_9": tomorrow_9.strftime("%Y-%m-%dT%H:%MZ"),
+              "week_ago": (now.astimezone(UTC) - timedelta(days=7)).strftime("%Y-%m-%d")}
+    return {verb: text.format(**values) for verb, text in EXAMPLES.items()}
 
 
 class UsageError(ValueError):
@@ -223,9 +233,9 @@ def _schedule(rest: str, now: datetime, tz: ZoneInfo) -> Schedule:
         raise UsageError(f"{error.message}{both}", verb) from error
     send_at, message = read.at, read.rest
     if send_at <= now:
-        raise UsageError(f"{send_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({send_at:%Y-%m-%d %H:%M:%S} UTC) is in the "
+        raise UsageError(f"{send_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({shown_time(send_at)}) is in the "
                          "past: pick a time ahead", verb)
-    message = message.strip()
+    message = unescape(message).strip()  # Slack sends `&amp;`, `<!channel>`…: the phone gets what was typed
     _check_recipients(provider, recipients, verb)
     if not message:
         raise UsageError("the text is empty: write what to send after the time", verb)
@@ -290,7 +300,12 @@ def parse_since(word: str, now: datetime, verb: str | None = None) -> datetime:
         except ValueError as exc:
             raise UsageError(f"`{_show(word)}` is not a date", verb) from exc
     else:
-        when = parse_when(word, now, verb)
+        try:
+            when = parse_when(word, now, verb)
+        except UsageError as exc:
+            raise UsageError(f"`since {_show(word)}` is not a time: since takes a span back such as `7d`, "
+                             "`12h` or `30m`, a date such as 2026-11-01, or an ISO-8601 time with an offset",
+                             verb) from exc
     if when > now:
         raise UsageError(f"`since {_show(word)}` is in the future", verb)
     return when
@@ -302,13 +317,13 @@ def _cancel(args: list[str], now: datetime) -> Cancel | CancelMine:
         raise UsageError("cancel needs an id", verb)
     if args[0].lower() == "all":
         if len(args) < 2 or args[1].lower() != "mine":
-            raise UsageError("bulk cancel is `cancel all mine` (optionally `since <when>`)", verb)
+            raise UsageError("bulk cancel is `cancel all mine` (optionally `since 7d` or `since <date>`)", verb)
         tail = args[2:]
         if not tail:
             return CancelMine()
         if len(tail) == 2 and tail[0].lower() == "since":
             return CancelMine(parse_since(tail[1], now, verb))
-        raise UsageError("after `cancel all mine` only `since <when>` may follow", verb)
+        raise UsageError("after `cancel all mine` only `since 7d` (or a date) may follow", verb)
     ids = [a for arg in args for a in arg.split(",") if a]
     if len(ids) > MAX_RECIPIENTS:
         raise UsageError(f"at most {MAX_RECIPIENTS:,} ids at a time", verb)
@@ -357,6 +372,11 @@ def _audit(args: list[str], now: datetime) -> Audit:
             raise UsageError(f"`{_show(word)}` is not an audit filter", verb)
         i += 1
     return Audit(target, actor, provider, since, limit)
+
+
+def shown_time(at: datetime) -> str:
+    """A time as people read it: to the second, in UTC (never microseconds)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _show(text: str, limit: int = 40) -> str:

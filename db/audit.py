@@ -30,7 +30,7 @@ from sqlalchemy import Engine, event, func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from db.models import LedgerEntry
+from db.models import LedgerEntry, SlackName
 
 _INT_MAX = 2**31 - 1  # seq is an INTEGER column; LIMIT is bound as one on PostgreSQL
 _BOUND_PROBE = 2000  # a time range with fewer entries than this is turned into seq bounds
@@ -237,3 +237,37 @@ def explain(engine: Engine, flt: AuditFilter) -> str:
         prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
         rows = conn.exec_driver_sql(prefix + captured["sql"], captured["params"]).all()
     return "\n".join(str(row[-1]).rstrip() for row in rows)
+
+
+# How an action reads to people (Slack answers, the CLI's table); --json/--csv keep the contract's
+# identifiers (interface.md, Ledger).
+ACTION_WORDS: dict[str, str] = {
+    "scheduled": "scheduled",
+    "tracked": "tracked",
+    "approval_requested": "asked for approval",
+    "approved": "approved",
+    "sent": "sent",
+    "cancelled": "cancelled",
+    "deleted": "deleted",
+    "reminded": "reminded",
+    "refused": "was refused",
+    "failed": "failed",
+}
+
+
+def action_words(action: str) -> str:
+    return ACTION_WORDS.get(action, action.replace("_", " "))
+
+
+def names(engine: Engine) -> dict[str, str]:
+    """Every Slack user id the bot has a name for → that name (a small table: one row a person)."""
+    with Session(engine) as session:
+        return {row.user_id: row.name for row in session.exec(select(SlackName))}
+
+
+def ids_named(engine: Engine, name: str) -> list[str]:
+    """The user ids that went by `name` (`@bob` or `bob`, any case)."""
+    wanted = name.strip().lstrip("@").lower()
+    with Session(engine) as session:
+        rows = session.exec(select(SlackName).where(func.lower(col(SlackName.name)) == wanted))
+        return sorted(row.user_id for row in rows)

@@ -140,6 +140,7 @@ class ApprovalState(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     FAILED = "failed"
+    CLOSED = "closed"  # the group's fate was settled elsewhere (deleted, cancelled, sent): nothing to decide
 
 
 class Approval(SQLModel, table=True):
@@ -197,3 +198,14 @@ class SeenRequest(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=128)
     at: datetime = Field(sa_column=_utc_column(index=True))
+
+
+class SlackName(SQLModel, table=True):
+    """The name a Slack user went by when the bot last heard from them (their request's payload), so
+    that the CLI, which has only the ledger's ids, can say `@bob`."""
+
+    __tablename__ = "slack_names"
+
+    user_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=80)
+    seen_at: datetime = Field(sa_column=_utc_column())

@@ -19,7 +19,16 @@ from sqlmodel import Session, col, or_, select
 from bot.clock import Clock
 from db.engine import reader, write_gate
 from db.ledger import EntryDraft, append, append_row
-from db.models import Approval, ApprovalState, Intent, LedgerEntry, ReminderClaim, SeenRequest, TrackedSend
+from db.models import (
+    Approval,
+    ApprovalState,
+    Intent,
+    LedgerEntry,
+    ReminderClaim,
+    SeenRequest,
+    SlackName,
+    TrackedSend,
+)
 
 UPCOMING_STATES = ("scheduled", "pending")
 CANCELLING = "cancelling"
@@ -186,7 +195,8 @@ class Store:
             stmt = stmt.order_by(col(TrackedSend.send_at).asc().nulls_last(), col(TrackedSend.id)).limit(limit)
             return list(session.exec(stmt))
 
-    def owned_upcoming(self, owner: str, now: datetime, since: datetime | None) -> list[TrackedSend]:
+    def owned_upcoming(self, owner: str, now: datetime, since: datetime | None,
+                       created_before: datetime | None = None) -> list[TrackedSend]:
         with self.session() as session:
             stmt = select(TrackedSend).where(
                 TrackedSend.created_by == owner,
@@ -195,6 +205,8 @@ class Store:
             )
             if since is not None:
                 stmt = stmt.where(col(TrackedSend.created_at) >= since)
+            if created_before is not None:
+                stmt = stmt.where(col(TrackedSend.created_at) <= created_before)
             return list(session.exec(stmt.order_by(col(TrackedSend.send_at))))
 
     # --- approvals ---------------------------------------------------------------------------
@@ -263,6 +275,25 @@ class Store:
             )
             session.commit()
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def close_approvals_for(self, send_id: str, now: datetime) -> list[Approval]:
+        """Close every open request to send `send_id` (its group was deleted, cancelled or sent); returns
+        the ones this call closed, whose cards are to be updated. The conditional update makes a click
+        racing with it either win its claim first or find the request closed."""
+        closed: list[Approval] = []
+        with self.session() as session:
+            pending = session.exec(select(Approval).where(Approval.send_id == send_id,
+                                                          Approval.state == ApprovalState.PENDING)).all()
+            for approval in pending:
+                result = session.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval.id, col(Approval.state) == ApprovalState.PENDING)
+                    .values(state=ApprovalState.CLOSED, decided_at=now)
+                )
+                if result.rowcount:  # type: ignore[attr-defined]
+                    closed.append(approval)
+            session.commit()
+        return closed
 
     def finish_approval(self, approval_id: str, state: str) -> None:
         with self.session() as session:
@@ -337,6 +368,25 @@ class Store:
                 return True
         except IntegrityError:
             return False
+
+    # --- Slack names ---------------------------------------------------------------------------
+    def remember_name(self, user_id: str, name: str) -> None:
+        """Keep the name a user went by (written only when it is new or changed)."""
+        name = name.strip().lstrip("@")[:80]
+        if not user_id or not name:
+            return
+        with self.session() as session:
+            known = session.get(SlackName, user_id[:64])
+            if known is not None and known.name == name:
+                return
+            if known is None:
+                known = SlackName(user_id=user_id[:64], name=name, seen_at=self.clock.now())
+            known.name, known.seen_at = name, self.clock.now()
+            session.add(known)
+            try:
+                session.commit()
+            except IntegrityError:  # another request for the same user wrote it first
+                session.rollback()
 
     # --- Slack request de-duplication ---------------------------------------------------------
     def first_time(self, key: str, urgent: bool = False) -> bool:

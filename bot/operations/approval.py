@@ -37,8 +37,12 @@ async def request_send(services: Services, who: Invoker, ref: TargetRef) -> Repl
             recipients_preview=", ".join(state.recipients[:5]), text_preview=(state.text or "")[:280],
             created_by=who.user, team=who.team, channel=who.channel, created_at=now, updated_at=now,
         )
-    elif await services.db(services.store.open_approval_for, send.id) is not None:
-        return Reply(Tone.INFO, f"An approval request for `{found.target}` is already open.")
+    else:
+        open_one = await services.db(services.store.open_approval_for, send.id)
+        if open_one is not None and open_one.expires_at > now:
+            return Reply(Tone.INFO, f"An approval request for `{found.target}` is already open.")
+        if open_one is not None and await services.db(services.store.expire_approval, open_one.id, now):
+            await _update(services, open_one, send, f"Expired at {when(open_one.expires_at)}; not sent.")
     approval = Approval(
         id=new_id(), send_id=send.id, requested_by=who.user, team=who.team, channel=who.channel,
         state=ApprovalState.PENDING, expires_at=now + services.settings.approval_ttl, created_at=now,
@@ -72,8 +76,14 @@ async def decide(services: Services, who: Invoker, approval_id: str, approve: bo
     if send is None:
         return Reply(Tone.ERROR, "The send behind this request is gone from the ledger; nothing was done.")
     now = services.now()
+    if approval.state == ApprovalState.CLOSED:
+        return Reply(Tone.INFO, await _settled(services, send))
     if approval.state != ApprovalState.PENDING:
         return Reply(Tone.INFO, _already(approval))
+    if send.state != SendState.PENDING.value:  # settled by another way (a delete, a cancel, a send)
+        outcome = await _settled(services, send)
+        await close_for_send(services, send, outcome)
+        return Reply(Tone.INFO, outcome)
     if approval.expires_at <= now:
         if await services.db(services.store.expire_approval, approval.id, now):
             await _update(services, approval, send, f"Expired at {when(approval.expires_at)}; not sent.")
@@ -145,7 +155,25 @@ async def _send(services: Services, who: Invoker, approval: Approval, send: Trac
     await services.db(services.reminders.drop, send.id)  # a transaction: off the event loop
     await _update(services, approval, send,
                   f"Approved by <@{who.user}> at {when(services.now())} — sent; Solapi says `{after.status}`.")
+    await close_for_send(services, send, f"Sent by <@{who.user}> through another request; nothing to decide.")
     return Reply(Tone.OK, f"Sent Solapi `{send.target}`; Solapi says `{after.status}`.")
+
+
+async def close_for_send(services: Services, send: TrackedSend, outcome: str) -> None:
+    """The group's fate was settled (deleted, cancelled, sent): close every request still open for it
+    and take the buttons off their cards, so no later click can reach the provider."""
+    for approval in await services.db(services.store.close_approvals_for, send.id, services.now()):
+        await _update(services, approval, send, outcome)
+
+
+async def _settled(services: Services, send: TrackedSend) -> str:
+    """What the ledger says happened to a group whose request is closed."""
+    last = await services.db(services.store.last_entry, send.target, [Action.DELETED, Action.CANCELLED, Action.SENT])
+    label = f"{display(send.provider)} `{send.target}`"
+    if last is None:
+        return f"{label} is `{send.provider_status or send.state}`, no longer PENDING; nothing was sent."
+    by = "the system" if last.actor == "system" else f"<@{last.actor}>"
+    return f"{label} was already {last.action} by {by} at {when(last.at)}; this request is closed. Nothing was done."
 
 
 def _already(approval: Approval) -> str:

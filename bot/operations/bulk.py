@@ -10,16 +10,19 @@ id given twice is cancelled once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from bot import commands
 from bot.ids import TargetRef
 from bot.operations.cancel import CancelResult, cancel_one, cancel_resolved
-from bot.operations.common import Invoker, Resolved, Stop, provider_for
-from bot.operations.results import Reply, Tone
+from bot.operations.common import Invoker, Resolved, Stop, provider_for, when
+from bot.operations.results import Reply, Tone, inert
 from bot.providers.base import ProviderName
+from bot.providers.registry import display
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -95,9 +98,37 @@ def summary(results: list[CancelResult], total: int) -> Reply:
     return Reply(Tone.OK if ok == total else Tone.INFO, text, details)
 
 
+PREVIEW_SHOWN = 20
+
+
+async def preview_mine(services: Services, who: Invoker, cmd: commands.CancelMine) -> Reply:
+    """What `/sms cancel all mine` would cancel, with a button (and Slack's confirm dialog) that does
+    it: a bulk action confirms like the buttons do. The button cancels only what was listed (sends
+    created by then); one scheduled after the listing is left alone."""
+    now = services.now()
+    sends = await services.db(services.store.owned_upcoming, who.user, now, cmd.since)
+    if not sends:
+        return Reply(Tone.INFO, "You have no upcoming scheduled sends to cancel.")
+    lines = [f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} recipient(s)"
+             + (f" · “{inert(s.text_preview[:40])}”" if s.text_preview else "") for s in sends[:PREVIEW_SHOWN]]
+    if len(sends) > PREVIEW_SHOWN:
+        lines.append(f"… and {len(sends) - PREVIEW_SHOWN:,} more.")
+    value = json.dumps({"s": cmd.since.isoformat() if cmd.since else None, "b": now.isoformat()},
+                       separators=(",", ":"))
+    return Reply(Tone.INFO, f"This would cancel {len(sends):,} upcoming send(s) you scheduled. Nothing is "
+                            "cancelled until you press the button.", lines, confirm_cancel=(len(sends), value))
+
+
+def mine_from_button(value: str) -> tuple[commands.CancelMine, datetime]:
+    """The command a "Cancel these" button confirms, and the time its list was made."""
+    data = json.loads(value)
+    since = datetime.fromisoformat(data["s"]) if data.get("s") else None
+    return commands.CancelMine(since), datetime.fromisoformat(data["b"])
+
+
 async def cancel_mine(services: Services, who: Invoker, cmd: commands.CancelMine,
-                      progress: Progress | None = None) -> Reply:
-    sends = await services.db(services.store.owned_upcoming, who.user, services.now(), cmd.since)
+                      progress: Progress | None = None, listed_at: datetime | None = None) -> Reply:
+    sends = await services.db(services.store.owned_upcoming, who.user, services.now(), cmd.since, listed_at)
     if not sends:
         return Reply(Tone.INFO, "You have no upcoming scheduled sends to cancel.")
     items: list[Item] = []

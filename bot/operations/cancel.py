@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot import policy
 from bot.ids import TargetRef
+from bot.operations.approval import close_for_send
 from bot.operations.common import (
     Invoker,
     Resolved,
@@ -117,6 +118,7 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
         if dropper is None:
             await services.db(services.reminders.drop, send.id)  # a database transaction: off the event loop
         await refresh_card(services, send, f"Cancelled by <@{who.user}> at {when(services.now())} — {detail}")
+        await close_for_send(services, send, f"Cancelled by <@{who.user}> at {when(services.now())}; not sent.")
     return CancelResult(target, name, Tone.OK, f"Cancelled {label}. The provider now says `{after.status}`.")
 
 
@@ -165,10 +167,11 @@ async def _status_or_stop(services: Services, who: Invoker, found: Resolved) -> 
     try:
         return await found.provider.status(found.target)
     except ProviderError as error:
-        if error.kind is not ErrorKind.NOT_FOUND:
-            await services.db(services.store.record, who.draft(
-                Action.FAILED, Outcome.ERROR, provider=found.provider_name, target=found.target,
-                detail=f"cancel: could not read the send time: {ledger_detail(error)}"))
+        # every attempt is recorded, an id the provider does not know included
+        what = "cancel failed" if error.kind is ErrorKind.NOT_FOUND else "cancel: could not read the send time"
+        await services.db(services.store.record, who.draft(
+            Action.FAILED, Outcome.ERROR, provider=found.provider_name, target=found.target,
+            detail=f"{what}: {ledger_detail(error)}"))
         raise Stop(Reply(Tone.ERROR, f"Not cancelled. {describe_error(error)}")) from error
 
 

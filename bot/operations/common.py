@@ -21,6 +21,7 @@ class Invoker:
     team: str | None = None
     channel: str | None = None
     request_id: str | None = None
+    name: str | None = None  # the name Slack's payload gave (kept for the CLI's `@name`s)
 
     def draft(self, action: str, outcome: str, *, provider: str | None = None, target: str | None = None,
               detail: str = "") -> EntryDraft:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.ids import TargetRef
-from bot.operations.common import Invoker, Stop, describe_error, ledger_detail, resolve
+from bot.operations.approval import close_for_send
+from bot.operations.common import Invoker, Stop, describe_error, ledger_detail, resolve, when
 from bot.operations.results import Reply, Tone
 from bot.providers.base import ProviderError, ProviderName, SendState
 from bot.providers.registry import display
@@ -44,4 +45,5 @@ async def delete(services: Services, who: Invoker, ref: TargetRef) -> Reply:
         [(send.id, SendState.DELETED.value, after.status)] if send else [])
     if send is not None:
         await services.db(services.reminders.drop, send.id)  # a transaction: off the event loop
+        await close_for_send(services, send, f"Deleted by <@{who.user}> at {when(services.now())}; not sent.")
     return Reply(Tone.OK, f"Deleted Solapi group `{target}`; it can no longer be sent.")

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot import commands
 from bot.ids import TargetRef
 from bot.operations.common import Invoker, when
-from bot.operations.results import Reply, Tone
+from bot.operations.results import Reply, Tone, inert
 from bot.providers.registry import display
 from bot.services import Services
-from db.audit import AuditFilter, query
+from db.audit import AuditFilter, action_words, query
 from db.models import Action, LedgerEntry, Outcome
 
 PAGE = 20
@@ -29,7 +29,7 @@ async def list_sends(services: Services, who: Invoker, cmd: commands.ListSends) 
     lines = [
         f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} recipient(s) · "
         f"by <@{s.created_by}> · {s.state}"
-        + (f" · “{s.text_preview[:60]}”" if s.text_preview else "")
+        + (f" · “{inert(s.text_preview[:60])}”" if s.text_preview else "")
         for s in sends
     ]
     return Reply(Tone.INFO, f"{len(sends)} upcoming send(s) ({whose}), soonest first:", lines)
@@ -111,4 +111,4 @@ def _line(entry: LedgerEntry, tz: str) -> str:
     target = f" {display(entry.provider)} `{entry.target}`" if entry.target and entry.provider else ""
     mark = {"ok": "", "refused": " ⛔", "error": " ⚠️"}.get(entry.outcome, "")
     detail = f" — {entry.detail}" if entry.detail else ""
-    return f"• {stamp} ({utc}) {who} *{entry.action}*{mark}{target}{detail}"
+    return f"• {stamp} ({utc}) {who} *{action_words(entry.action)}*{mark}{target}{detail}"

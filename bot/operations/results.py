@@ -22,6 +22,7 @@ class Reply:
     text: str
     details: list[str] = field(default_factory=list)
     more: str | None = None  # a paging token for a "More" button (audit)
+    confirm_cancel: tuple[int, str] | None = None  # (how many, what) for a "Cancel these" button
     tz: str | None = None
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.commands import EXAMPLES, USAGE
-from bot.operations.results import Card, CardKind, Reply, Tone
+from bot.commands import USAGE, examples
+from bot.operations.results import Card, CardKind, Reply, Tone, inert
 from bot.providers.registry import display
 from bot.slack.ids import ActionId
 
@@ -53,6 +54,15 @@ def reply_blocks(reply: Reply) -> list[Block]:
             break
     if chunk:
         blocks.append(_section("\n".join(chunk)))
+    if reply.confirm_cancel:
+        count, value = reply.confirm_cancel
+        blocks.append({"type": "actions", "elements": [{
+            "type": "button", "action_id": ActionId.CANCEL_MINE, "text": _plain(f"Cancel these {count:,}"),
+            "style": "danger", "value": value[:2000],
+            "confirm": _confirm(f"Cancel {count:,} scheduled sends?",
+                                f"This cancels the {count:,} sends listed above at their providers. "
+                                "It can't be undone.", "Cancel them"),
+        }]})
     if reply.more:
         blocks.append({"type": "actions", "elements": [{
             "type": "button", "action_id": ActionId.AUDIT_MORE, "text": _plain("More"), "value": reply.more[:2000],
@@ -65,13 +75,18 @@ def reply_text(reply: Reply) -> str:
     return _cut(f"{ICON[reply.tone]} {reply.text}", 300)
 
 
-def help_blocks(verb: str | None = None) -> list[Block]:
+def help_blocks(verb: str | None = None, now: datetime | None = None) -> list[Block]:
     verbs = [verb] if verb else list(USAGE)
-    lines = [f"`{USAGE[v]}`\n      e.g. `{EXAMPLES[v]}`" for v in verbs]
+    now = now or datetime.now(UTC)
+    example = examples(now)
+    lines = [f"`{USAGE[v]}`\n      e.g. `{example[v]}`" for v in verbs]
     intro = ("*/sms* schedules, approves, sends and cancels SMS at Solapi/CoolSMS, HighLevel and Telnyx, "
              "and keeps a ledger of who did what.")
-    notes = ("`<when>`: ISO-8601 with an offset (`2026-11-24T09:00+09:00`, `…Z`) or `in 90s` / `in 45m` / "
-             "`in 2h` / `in 1d`.  `<id>` may be prefixed `telnyx:`, `solapi:` or `highlevel:`.")
+    soon = (now.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    month_start = f"{now.astimezone(UTC):%Y-%m}-01"  # a date that is never in the future
+    notes = (f"`<when>`: ISO-8601 with an offset (`{soon}T09:00+09:00`, `…Z`) or `in 90s` / `in 45m` / "
+             f"`in 2h` / `in 1d`.  `since`: a span back (`7d`, `12h`, `30m`), a date (`{month_start}`) or an "
+             "ISO-8601 time.  `<id>` may be prefixed `telnyx:`, `solapi:` or `highlevel:`.")
     return [_section(intro), _section("\n".join(lines)), {"type": "context",
                                                           "elements": [{"type": "mrkdwn", "text": notes}]}]
 
@@ -95,7 +110,8 @@ def card_blocks(card: Card) -> list[Block]:
         {"type": "section", "fields": fields},
     ]
     if card.text_preview:
-        blocks.append(_section(">" + _cut(card.text_preview, 500).replace("\n", "\n>")))
+        # the SMS body as typed: `<!channel>` or `<@U…>` in it must not notify anyone here
+        blocks.append(_section(">" + inert(_cut(card.text_preview, 500)).replace("\n", "\n>")))
     if card.outcome:
         blocks.append(_section(card.outcome))
     buttons = _buttons(card)

@@ -9,3 +9,4 @@ class ActionId(StrEnum):
     REJECT = "sms_reject"  # value: approval id
     AUDIT_MORE = "sms_audit_more"  # value: paging token
     HOME_REFRESH = "sms_home_refresh"
+    CANCEL_MINE = "sms_cancel_mine"  # value: what `/sms cancel all mine` listed (since, as of)

@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from bot.providers.base import ProviderName
+from bot.slack.ids import ActionId
 from bot.slack.listeners.commands import PROGRESS_MESSAGE_MIN
 from db.models import LedgerEntry, TrackedSend
 from db.store import new_id
 from tests.fakes.slack import TEAM_ID
-from tests.support.harness import reply_text
+from tests.support.harness import buttons, reply_text
 
 ALICE = "U0ALICE01"
 BOB = "U0BOB0001"
@@ -60,6 +61,15 @@ def progress_messages(slack):
             ["text"]]
 
 
+def confirm_mine(bot, text: str = "cancel all mine", user: str = ALICE) -> str:
+    """`/sms cancel all mine` lists and asks; the confirmed button does it. Returns the click's token."""
+    _, token = bot.command(text, user=user)
+    listing = bot.final_reply(token, timeout=30)
+    [button] = buttons(listing.get("blocks") or [])
+    assert button["action_id"] == ActionId.CANCEL_MINE and "confirm" in button
+    return bot.click(button["action_id"], button["value"], user=user)[1]
+
+
 def limiter(bot, name: ProviderName):
     return bot.services.providers[name]._http.rate_limiter
 
@@ -78,8 +88,7 @@ def test_cancel_all_mine_at_the_limit_once_each_guard_and_owner_respected(
     track(bot, "telnyx", guarded_tx, send_at=soon)
 
     started = time.monotonic()
-    response, token = bot.command("cancel all mine")
-    assert response.status_code == 200
+    token = confirm_mine(bot)
     final = reply_text(bot.final_reply(token, timeout=30))
     elapsed = time.monotonic() - started
 
@@ -154,7 +163,7 @@ def test_two_bulk_cancels_at_once_cancel_each_send_once_and_since_is_respected(
     tokens: list[str] = []
 
     def go() -> None:
-        tokens.append(bot.command("cancel all mine since 1h")[1])
+        tokens.append(confirm_mine(bot, "cancel all mine since 1h"))
 
     threads = [threading.Thread(target=go) for _ in range(2)]
     for t in threads:
@@ -182,7 +191,7 @@ def test_where_the_bot_may_not_post_the_ephemeral_reply_shows_the_progress(bulk_
     mine = [limited_highlevel.add_message() for _ in range(30)]
     track(bot, "highlevel", mine)
 
-    _, token = bot.command("cancel all mine")
+    token = confirm_mine(bot)
     final = slack.wait_for(lambda: [reply_text(r) for r in bot.replies(token) if "Cancelled" in reply_text(r)],
                            timeout=30)[-1]
 

@@ -13,8 +13,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.metrics import ACK_SECONDS, CLICKS
 from bot.operations import approval, listing
 from bot.operations.batch import cancel_batch
+from bot.operations.bulk import cancel_mine, mine_from_button
+from bot.operations.results import Reply, Tone
 from bot.services import Services
 from bot.slack.ids import ActionId
+from bot.slack.listeners.commands import BulkProgress
 from bot.slack.listeners.context import (
     answer,
     finish_request,
@@ -54,7 +57,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await answer(respond, reply)
 
         await guarded(respond, rid, work)
-        await finish_request(services, request)
+        await finish_request(services, request, who)
 
     async def on_decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
                         context: dict[str, Any], client: AsyncWebClient) -> None:
@@ -74,7 +77,34 @@ def register(app: AsyncApp, services: Services) -> None:
             await answer(respond, reply)
 
         await guarded(respond, rid, work)
-        await finish_request(services, request)
+        await finish_request(services, request, who)
+
+    async def on_cancel_mine(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                             respond: AsyncRespond, context: dict[str, Any], client: AsyncWebClient) -> None:
+        """The confirmed "Cancel these" of `/sms cancel all mine`: what the command did before it asked."""
+        respond = responder(services, body, respond, client)
+        started = time.perf_counter()
+        rid = context.get("request_id") or new_request_id()
+        who = invoker_from_action(body, rid)
+        request = await open_request(services, who, "Confirmed /sms cancel all mine")
+        await ack()
+        ACK_SECONDS.labels(kind="action").observe(time.perf_counter() - started)
+
+        async def work() -> None:
+            try:
+                cmd, listed_at = mine_from_button(str(action.get("value", "")))
+            except (ValueError, KeyError, TypeError):
+                await answer(respond, Reply(Tone.ERROR, "This button's list could not be read; nothing was "
+                                                        "cancelled. Type `/sms cancel all mine` again."))
+                return
+            progress = BulkProgress(client, who, respond)
+            reply = await cancel_mine(services, who, cmd, progress, listed_at)
+            await progress.finish(reply)
+            CLICKS.labels(action="cancel_mine", outcome=reply.tone.value).inc()
+            await answer(respond, reply, replace=True)  # the list and its button give way to the outcome
+
+        await guarded(respond, rid, work)
+        await finish_request(services, request, who)
 
     async def on_more(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond,
                       context: dict[str, Any], client: AsyncWebClient) -> None:
@@ -98,3 +128,4 @@ def register(app: AsyncApp, services: Services) -> None:
     app.action(ActionId.APPROVE.value)(on_decide)
     app.action(ActionId.REJECT.value)(on_decide)
     app.action(ActionId.AUDIT_MORE.value)(on_more)
+    app.action(ActionId.CANCEL_MINE.value)(on_cancel_mine)

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands
 from bot.metrics import ACK_SECONDS, COMMANDS
-from bot.operations.bulk import cancel_many, cancel_mine, progress_bar
+from bot.operations.bulk import cancel_many, preview_mine, progress_bar
 from bot.operations.common import Invoker
 from bot.operations.dispatch import progress_text, run
 from bot.operations.results import Reply, Tone
@@ -61,16 +61,17 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         verb = type(parsed).__name__.lower()
         if isinstance(parsed, commands.Help):
-            await ack(text="/sms commands", blocks=help_blocks(parsed.verb), response_type="ephemeral")
+            await ack(text="/sms commands", blocks=help_blocks(parsed.verb, services.now()), response_type="ephemeral")
             _observe(started, verb, "ok")
             return
         who = invoker_from_command(command, rid)
         request = await open_request(services, who, quoted("/sms " + (command.get("text") or "")))
-        await ack(text=progress_text(parsed), response_type="ephemeral")
+        ack_text = ("⏳ Finding your upcoming sends…" if isinstance(parsed, commands.CancelMine)
+                    else progress_text(parsed))
+        await ack(text=ack_text, response_type="ephemeral")
         ACK_SECONDS.labels(kind="command").observe(time.perf_counter() - started)
 
-        bulk = isinstance(parsed, commands.CancelMine) or (
-            isinstance(parsed, commands.Cancel) and len(parsed.targets) > 1)
+        bulk = isinstance(parsed, commands.Cancel) and len(parsed.targets) > 1
 
         async def work() -> None:
             told: set[str] = set()
@@ -84,13 +85,12 @@ def register(app: AsyncApp, services: Services) -> None:
 
             token = retry_listener.set(on_retry)
             try:
-                if bulk:
+                if isinstance(parsed, commands.CancelMine):  # a list and a confirm button (actions.py)
+                    reply = await preview_mine(services, who, parsed)
+                elif bulk:
+                    assert isinstance(parsed, commands.Cancel)
                     progress = _bulk_progress(app.client, who, respond)
-                    if isinstance(parsed, commands.CancelMine):
-                        reply = await cancel_mine(services, who, parsed, progress)
-                    else:
-                        assert isinstance(parsed, commands.Cancel)
-                        reply = await cancel_many(services, who, list(parsed.targets), progress)
+                    reply = await cancel_many(services, who, list(parsed.targets), progress)
                     await progress.finish(reply)
                 else:
                     reply = await run(services, who, parsed)
@@ -100,7 +100,7 @@ def register(app: AsyncApp, services: Services) -> None:
             await answer(respond, reply)
 
         await guarded(respond, rid, work)
-        await finish_request(services, request)  # after the answer: a crash before it is reported
+        await finish_request(services, request, who)  # after the answer: a crash before it is reported
 
     app.command("/sms")(sms)
 

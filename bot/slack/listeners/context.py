@@ -47,13 +47,15 @@ class SharedSessionRespond(AsyncRespond):
 
 def invoker_from_command(command: dict[str, Any], rid: str) -> Invoker:
     return Invoker(user=command.get("user_id", ""), team=command.get("team_id"),
-                   channel=command.get("channel_id"), request_id=rid)
+                   channel=command.get("channel_id"), request_id=rid, name=command.get("user_name"))
 
 
 def invoker_from_action(body: dict[str, Any], rid: str) -> Invoker:
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
-    return Invoker(user=(body.get("user") or {}).get("id", ""), team=team, channel=channel, request_id=rid)
+    user = body.get("user") or {}
+    return Invoker(user=user.get("id", ""), team=team, channel=channel, request_id=rid,
+                   name=user.get("username") or user.get("name"))
 
 
 async def answer(respond: AsyncRespond, reply: Reply, *, replace: bool = False) -> None:
@@ -108,10 +110,14 @@ async def open_request(services: Services, who: Invoker, what: str) -> str | Non
     return intent.id
 
 
-async def finish_request(services: Services, intent_id: str | None) -> None:
-    if intent_id is None:
-        return
-    try:
-        await services.db(services.store.close_intent, intent_id)
-    except Exception:
-        log.exception("could not close the request record")
+async def finish_request(services: Services, intent_id: str | None, who: Invoker | None = None) -> None:
+    if intent_id is not None:
+        try:
+            await services.db(services.store.close_intent, intent_id)
+        except Exception:
+            log.exception("could not close the request record")
+    if who is not None and who.name:  # after the answer: the name is for the CLI, never worth a delay
+        try:
+            await services.db(services.store.remember_name, who.user, who.name)
+        except Exception:
+            log.exception("could not keep the user's name")
