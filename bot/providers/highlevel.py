@@ -243,7 +243,24 @@ class HighLevelClient:
             raise error from None
         if current.state is SendState.CANCELLED:
             return current
+        if current.state is SendState.SCHEDULED and current.raw.get("messageType") == "TYPE_EMAIL":
+            return await self._cancel_email(target)
         raise error
+
+    async def _cancel_email(self, target: str) -> MessageState:
+        """A scheduled email has its own cancel path (`cancel-scheduled-email-message`), which answers
+        like the SMS one."""
+        body = await self._http.request(
+            "DELETE", f"/conversations/messages/email/{target}/schedule", idempotent=True
+        )
+        status = body.get("status") if isinstance(body, Mapping) else None
+        if isinstance(status, bool) or not isinstance(status, int | float):
+            raise garbage(PROVIDER, "email cancel answer has no numeric `status`")
+        if not 200 <= status < 300:
+            raise ProviderError(PROVIDER, ErrorKind.REJECTED, _message_text(body) or "cancel refused",
+                                code=str(int(status)), http_status=200)
+        return MessageState(provider=PROVIDER, id=target, state=SendState.CANCELLED, status="cancelled",
+                            raw=dict(body))
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         if not request.to:
@@ -297,16 +314,13 @@ class HighLevelClient:
         )
 
     async def ping(self) -> None:
-        if self.location_id:
-            await self._http.request(
-                "GET",
-                "/conversations/search",
-                params={"locationId": self.location_id, "limit": 1},
-                idempotent=True,
-            )
-            return
+        """Cancel the schedule of an id no message has: it needs `conversations/message.write`, the
+        scope sending needs anyway (a search would need `conversations.readonly`, which sending does
+        not), and changes nothing. HighLevel answers HTTP 200 `{status: 404}`; a bad token is 401."""
         try:
-            await self._http.request("GET", f"/conversations/messages/{PING_ID}", idempotent=True)
+            await self._http.request(
+                "DELETE", f"/conversations/messages/{PING_ID}/schedule", idempotent=True, operation="ping"
+            )
         except ProviderError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return  # the token was accepted; there is just no such message
