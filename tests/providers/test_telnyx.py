@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.providers.base import ErrorKind, ProviderError, ScheduleRequest, SendState
-from bot.providers.http import RetryPolicy
+from bot.providers.http import RetryPolicy, parse_retry_after
 from bot.providers.telnyx import TelnyxClient
 from tests.fakes.telnyx import FakeTelnyx, load_spec
 
@@ -601,3 +602,40 @@ async def test_without_the_specs_the_fake_still_works_but_says_it_did_not_valida
     finally:
         monkeypatch.undo()
         load_spec.cache_clear()
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    now = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC).timestamp()
+    dated = httpx.Response(429, headers={"Retry-After": "Mon, 04 May 2026 12:00:45 GMT"})
+    past = httpx.Response(429, headers={"Retry-After": "Mon, 04 May 2026 11:00:00 GMT"})
+    assert parse_retry_after(dated, now=now) == 45.0
+    assert parse_retry_after(past, now=now) == 0.0
+    assert parse_retry_after(httpx.Response(429, headers={"Retry-After": "soon"}), now=now) is None
+
+
+async def test_a_retry_after_date_beyond_the_wait_limit_is_reported_not_retried(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient
+) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(minutes=2), usegmt=True)
+    fake_telnyx.server.faults.rate_limit(headers={"retry-after": later}, method="GET")
+
+    with pytest.raises(ProviderError) as caught:
+        await telnyx_client.status(fake_telnyx.add_message())
+
+    assert caught.value.kind is ErrorKind.RATE_LIMITED
+    assert caught.value.retry_after is not None and 100 < caught.value.retry_after <= 120
+    assert len(fake_telnyx.server.requests_to("GET")) == 1
+
+
+async def test_a_408_is_retried_for_a_read_but_not_for_an_unkeyed_schedule(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient, clock: FrozenClock
+) -> None:
+    message_id = fake_telnyx.add_message()
+    fake_telnyx.server.faults.status(408, b"", method="GET", times=1)
+    state = await telnyx_client.status(message_id)
+    assert state.id == message_id and len(fake_telnyx.server.requests_to("GET")) == 2
+
+    fake_telnyx.server.faults.status(408, b"", method="POST", times=1)
+    outcome = await telnyx_client.schedule(request(clock, "+18665550001"))
+    [(_, error)] = outcome.unknown
+    assert error.kind is ErrorKind.TIMEOUT and len(fake_telnyx.server.requests_to("POST")) == 1
