@@ -11,6 +11,7 @@ from bot.operations.results import CardKind, Reply, Tone
 from bot.providers.base import (
     MessageState,
     ProviderError,
+    ProviderName,
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
@@ -163,6 +164,21 @@ async def track(services: Services, who: Invoker, cmd: commands.Track) -> Reply:
     draft = who.draft(Action.TRACKED, Outcome.OK, provider=cmd.provider, target=target,
                       detail=f"{state.status}, send time {when(state.send_at)}")
     await services.db(services.store.add_sends, [send], [draft])
-    await services.db(services.reminders.plan, send)  # a job-store write: off the event loop
+    await services.db(services.reminders.plan, send)  # a job-store write: off the event loop (no-op if None)
+    if state.send_at is None:
+        return Reply(Tone.OK, f"Following {display(cmd.provider)} `{target}`: `{state.status}`, to "
+                              f"{send.recipient_count} recipient(s); the send time is unknown "
+                              f"({display(cmd.provider)} does not show it).",
+                     unknown_send_time_notes(cmd.provider))
     return Reply(Tone.OK, f"Following {display(cmd.provider)} `{target}`: `{state.status}`, "
                           f"goes out {when(state.send_at)} to {send.recipient_count} recipient(s).")
+
+
+def unknown_send_time_notes(provider: ProviderName) -> list[str]:
+    """What a tracked send without a known send time means for the person who tracked it. Telnyx's and
+    HighLevel's GET show no send time (neither spec lists one), so a message scheduled elsewhere has none."""
+    notes = ["No reminders until the send time is known: reminders are planned from it."]
+    if provider is ProviderName.TELNYX:
+        notes.append("The bot cannot apply Telnyx's one-minute cancel guard: a cancel is attempted, and "
+                     "Telnyx's own refusal, if any, is shown and recorded.")
+    return notes

@@ -60,3 +60,29 @@ def test_a_highlevel_timeout_tells_the_user_to_check_and_never_says_not_schedule
     assert entry.outcome == "error" and entry.detail.startswith("outcome unknown")
     posted = " ".join(m.text or "" for m in after.slack.channel_messages("C0OPS0001"))
     assert "is still unknown" in posted
+
+
+def test_tracking_a_message_whose_get_shows_no_send_time_follows_it_and_says_what_that_means(bot, telnyx,
+                                                                                             highlevel):
+    """Telnyx's and HighLevel's GET list no send time: the message is followed all the same, and the
+    answer says the time is unknown, that no reminders come until it is known, and (Telnyx) that the
+    bot's one-minute guard cannot be applied."""
+    telnyx_id = telnyx.add_message(send_at=datetime.now(UTC) + timedelta(hours=3))
+    highlevel_id = highlevel.add_message(scheduled_at=datetime.now(UTC) + timedelta(hours=3))
+    _, t1 = bot.command(f"track telnyx {telnyx_id}")
+    telnyx_reply = reply_text(bot.final_reply(t1))
+    _, t2 = bot.command(f"track highlevel {highlevel_id}")
+    highlevel_reply = reply_text(bot.final_reply(t2))
+
+    assert "Following Telnyx" in telnyx_reply and "send time is unknown" in telnyx_reply, telnyx_reply
+    assert "No reminders until the send time is known" in telnyx_reply
+    assert "one-minute cancel guard" in telnyx_reply and "Telnyx's own refusal" in telnyx_reply
+    assert "Following HighLevel" in highlevel_reply and "send time is unknown" in highlevel_reply
+    assert "No reminders until the send time is known" in highlevel_reply
+    assert "one-minute" not in highlevel_reply
+    sends = {s.target: s for s in rows(bot, TrackedSend)}
+    assert sends.keys() == {telnyx_id, highlevel_id}
+    assert all(s.send_at is None and s.state == "scheduled" for s in sends.values())
+    assert bot.services.reminders.scheduler.get_jobs() == []  # nothing planned from a time not known
+    assert bot.services.reminders.sweep() == 0  # nor by the catch-up sweep
+    assert [e.action for e in rows(bot, LedgerEntry)] == ["tracked", "tracked"]
