@@ -1,9 +1,12 @@
 """A fake HighLevel (LeadConnector) Conversations API, Version 2021-04-15, over real HTTP.
 
 What it does like HighLevel (GoHighLevel/highlevel-api-docs apps/conversations.json, design/providers.md §2):
-- `Authorization: Bearer <token>`, else 401 UnauthorizedDTO; `Version: 2021-04-15` required, else 400.
-- Every request is checked against conversations.json, with `SendMessageBodyDto.required` patched to
-  `[type, contactId]` (specs/README.md); a violation is answered 422 UnprocessableDTO.
+- `Authorization: Bearer <token>`, else 401 UnauthorizedDTO; `Version: 2021-04-15` (or `v3`, the v3 spec's
+  value: a deviation listed in tests/fakes/deviations.py) required, else 400; the email cancel path, which
+  declares no Version, takes any.
+- Every request is checked against the unmodified conversations.json; the problems a deviation in
+  tests/fakes/deviations.py excuses (SendMessageBodyDto's generator-made `required`) are not counted, any
+  other is a violation answered 422 UnprocessableDTO.
 - `POST /conversations/messages` `{type, contactId, message, scheduledTimestamp}` → 200
   `{conversationId, messageId, status: "pending"}`; ids are 20-character alphanumerics.
 - `DELETE /conversations/messages/{id}/schedule` → HTTP 200 `{"status": 200, "message": …}` when the
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.fakes import deviations
 from tests.fakes.server import FakeServer, Receive, Scope, Send
 from tests.fakes.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
 
@@ -85,10 +89,11 @@ class FakeHighLevel:
         self.contacts: set[str] | None = set(contacts) if contacts is not None else None
         self.messages: dict[str, dict[str, Any]] = {}
         self.spec_violations: list[dict[str, Any]] = []
+        self.tolerated: list[str] = []  # the deviations (tests/fakes/deviations.py) requests relied on
         self.unvalidated = 0
         self.deliver_as = "delivered"
         self._conversations: dict[str, str] = {}
-        self._spec = load_spec(HL_SPEC, "https://services.leadconnectorhq.com", "highlevel-required")
+        self._spec = load_spec(HL_SPEC, "https://services.leadconnectorhq.com", "highlevel")
         self._limiter = FixedWindow(*rate_limit) if rate_limit else None
         self.daily_remaining = 200_000
         self._lock = threading.Lock()
@@ -183,14 +188,16 @@ class FakeHighLevel:
                 "message": "Invalid token: access token is invalid",
                 "error": "Unauthorized",
             }
+        cancel_email = _CANCEL_EMAIL.match(path)
         version = headers.get("version")
-        if version != API_VERSION:
+        accepted = {API_VERSION} | deviations.accepted_header_values("highlevel", method, path, "version")
+        # The email cancel path declares no Version header (nor security) in the spec: any is accepted.
+        if not cancel_email and version not in accepted:
             message = (
                 "version header is required" if version is None else f"version {version!r} is not supported"
             )
             self._violation(method, path, [{"message": f"Version: {message}", "pointer": ""}])
             return 400, {"statusCode": 400, "message": message}
-        cancel_email = _CANCEL_EMAIL.match(path)
         cancel = None if cancel_email else _CANCEL.match(path)
         single = _MESSAGE.match(path)
         if method == "POST" and path == "/conversations/messages":
@@ -245,7 +252,9 @@ class FakeHighLevel:
             with self._lock:
                 self.unvalidated += 1
             return []
-        problems = self._spec.violations(method, path, query, headers, body)
+        problems, used = self._spec.check(method, path, query, headers, body)
+        with self._lock:
+            self.tolerated.extend(used)
         if problems:
             self._violation(method, path, problems)
         return problems
