@@ -42,6 +42,8 @@ from bot.providers.http import (
 )
 
 PROVIDER = ProviderName.HIGHLEVEL.value
+# The v1 spec's value (tests/specs); the v3 spec lists `v3` for the same paths, which the official SDK
+# forces. Both are documented; the bot keeps the one whose spec its requests are validated against.
 API_VERSION = "2021-04-15"
 MAX_IN_FLIGHT = 10
 PING_ID = "smsopsPing0000000000"  # 20 alphanumerics, the shape of a HighLevel id; no message has it
