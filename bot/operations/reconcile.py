@@ -8,20 +8,36 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from bot.operations.common import Invoker, describe_error, ledger_detail, when
 from bot.operations.results import Card, CardKind
-from bot.providers.base import ErrorKind, MessageState, ProviderError, ProviderName, SendState
+from bot.operations.schedule import UNKNOWN_KIND, tracked_send, unknown_intent
+from bot.providers.base import (
+    ErrorKind,
+    MessageState,
+    ProviderError,
+    ProviderName,
+    ScheduleOutcome,
+    ScheduleRequest,
+    SendState,
+    repeats_schedule_safely,
+)
 from bot.providers.registry import display
 from bot.services import Services
 from db.ledger import EntryDraft
 from db.models import SYSTEM_ACTOR, Action, ApprovalState, Intent, Outcome
+from db.store import new_id
 
 # The operation of an intent that stands for a whole Slack request (opened before its ack, closed
 # after its answer): one left open means the user got the ack but never the answer.
 REQUEST = "request"
 
 log = logging.getLogger(__name__)
+
+# Telnyx replays an Idempotency-Key's answer for 24 hours; past that, asking again could schedule twice.
+REPEAT_WINDOW = timedelta(hours=23)
 
 # For each operation: the provider states that mean it took effect, and the action it then was.
 TOOK_EFFECT: dict[str, tuple[set[SendState], Action]] = {
@@ -55,6 +71,9 @@ async def reconcile(services: Services, *, min_age: timedelta | None = None,
 async def settle(services: Services, intent: Intent) -> bool:
     if intent.operation == REQUEST:
         return await _settle_request(services, intent)
+    unknown = _unknown_schedule(intent)
+    if unknown is not None:
+        return await _settle_unknown_schedule(services, intent, unknown)
     draft, state_update, message = await _outcome(services, intent)
     send = (await services.db(services.store.find_send, intent.target, intent.provider)
             if intent.target else None)
@@ -153,3 +172,84 @@ async def _settle_request(services: Services, intent: Intent) -> bool:
     if channel:  # before the close, as in settle(): at least once
         await services.notifier.post_text(channel, message)
     return bool(await services.db(services.store.close_intent, intent.id))
+
+
+def _unknown_schedule(intent: Intent) -> dict[str, Any] | None:
+    """The payload of a schedule whose outcome was unknown (bot/operations/schedule.py), else None."""
+    if intent.operation != "schedule" or not intent.payload.startswith("{"):
+        return None
+    try:
+        info = json.loads(intent.payload)
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and info.get("kind") == UNKNOWN_KIND else None
+
+
+async def _settle_unknown_schedule(services: Services, intent: Intent, info: dict[str, Any]) -> bool:
+    """Recipients whose schedule may or may not have been taken. A provider that honours the request's
+    key (Telnyx) is asked again with the same key: its answer is the truth (a replay of the first
+    success, or a first success now, or a refusal). Any other provider cannot be asked safely: the
+    channel is told to check its console, and the ledger says the outcome is unknown."""
+    recipients = tuple(str(r) for r in info.get("to") or ())
+    text = str(info.get("text") or "")
+    send_at = datetime.fromisoformat(str(info["send_at"]))
+    batch_id = str(info.get("batch_id") or new_id())
+    first_at = datetime.fromisoformat(str(info["first_at"])) if info.get("first_at") else intent.started_at
+    if first_at.tzinfo is None:
+        first_at = first_at.replace(tzinfo=send_at.tzinfo)
+    who = Invoker(user=intent.actor, team=intent.team, channel=intent.channel)
+    channel = intent.channel or services.settings.sms_channel
+    label = display(intent.provider)
+    shown = ", ".join(recipients[:5]) + (f" and {len(recipients) - 5} more" if len(recipients) > 5 else "")
+
+    def entry(action: str, outcome: str, detail: str, target: str | None = None) -> EntryDraft:
+        return EntryDraft(actor=SYSTEM_ACTOR, action=action, outcome=outcome, channel=intent.channel,
+                          team=intent.team, provider=intent.provider, target=target, detail=detail)
+
+    provider = services.providers.get(ProviderName(intent.provider))
+    if (provider is None or not repeats_schedule_safely(provider) or not info.get("key")
+            or services.now() - first_at > REPEAT_WINDOW):
+        detail = (f"outcome unknown: schedule to {len(recipients)} recipient(s) ({shown}) at {when(send_at)} "
+                  f"requested by {intent.actor}; {label} cannot be asked again safely: check its console")
+        if channel:
+            await services.notifier.post_text(channel, (
+                f"⚠️ <@{intent.actor}>'s schedule with {label} for {when(send_at)} to {shown} is still unknown: "
+                f"the bot cannot tell whether {label} took it. Check {label}'s console before scheduling "
+                "it again."))
+        return bool(await services.db(services.store.close_intent, intent.id, [entry(Action.FAILED, Outcome.ERROR,
+                                                                                      detail)]))
+
+    request = ScheduleRequest(to=recipients, text=text, send_at=send_at, sender=info.get("sender"),
+                              key=str(info["key"]))
+    try:
+        outcome = await provider.schedule(request)
+    except ProviderError as error:
+        if error.outcome_unknown:
+            log.info("schedule still unknown", extra={"intent": intent.id, "error": str(error)})
+            return False  # still no answer: the next round asks again, with the same key
+        outcome = ScheduleOutcome(scheduled=[], failed=[(r, error) for r in recipients])
+    now = services.now()
+    sends = [tracked_send(state, batch_id, who, text, send_at, recipients, now) for state in outcome.scheduled]
+    drafts = [entry(Action.SCHEDULED, Outcome.OK,
+                    f"reconciled: schedule requested by {intent.actor}: {s.recipient_count} recipient(s) at "
+                    f"{when(s.send_at)}: {s.provider_status}", s.target) for s in sends]
+    drafts += [entry(Action.FAILED, Outcome.ERROR, f"reconciled: schedule to {recipient} requested by "
+                     f"{intent.actor} was not taken: {ledger_detail(error)}")
+               for recipient, error in outcome.failed]
+    if outcome.unknown:
+        rest = unknown_intent(who, intent.provider, request, [r for r, _ in outcome.unknown], batch_id, now)
+        payload = json.loads(rest.payload)
+        payload["first_at"] = first_at.isoformat()  # the key's replay window runs from the first attempt
+        rest.payload = json.dumps(payload, ensure_ascii=False)
+        await services.db(services.store.open_intent, rest)
+    if channel:
+        lines = [f"After checking: <@{intent.actor}>'s schedule with {label} for {when(send_at)}:"]
+        lines += [f"• scheduled `{s.target}` to {s.recipients_preview}" for s in sends]
+        lines += [f"• not scheduled for {r}: {describe_error(e)}" for r, e in outcome.failed]
+        lines += [f"• still unknown for {r}: {describe_error(e)}" for r, e in outcome.unknown]
+        await services.notifier.post_text(channel, "\n".join(lines))
+    if not await services.db(services.store.close_intent, intent.id, drafts, (), sends):
+        return False
+    for send in sends:
+        await services.db(services.reminders.plan, send)
+    return True

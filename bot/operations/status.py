@@ -37,7 +37,7 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
                 await services.db(services.reminders.plan, fresh)
     details = [
         f"Status: `{state.status}`",
-        f"Send time: {when(state.send_at) if state.send_at else 'not scheduled'}",
+        f"Send time: {_send_time(state.send_at, send.send_at if send is not None else None, found.provider_name)}",
         f"Recipients: {state.recipient_count or len(state.recipients)}"
         + (f" ({', '.join(state.recipients[:5])}{'…' if len(state.recipients) > 5 else ''})"
            if state.recipients else ""),
@@ -45,6 +45,16 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
     if found.send is not None:
         details.append(f"Scheduled through the bot by <@{found.send.created_by}>")
     return Reply(Tone.INFO, f"{display(found.provider_name)} `{found.target}` is `{state.status}`.", details)
+
+
+def _send_time(seen: datetime | None, known: datetime | None, provider: str) -> str:
+    """The provider's send time, else the one the bot asked for (the ledger's), else: unknown. Telnyx's
+    and HighLevel's message payloads do not list a send time, so a GET often tells none."""
+    if seen is not None:
+        return when(seen)
+    if known is not None:
+        return f"{when(_utc(known))} (as scheduled through the bot; {display(provider)} does not show it)"
+    return f"unknown ({display(provider)} does not show it)"
 
 
 def _moved(known: datetime | None, seen: datetime | None) -> bool:

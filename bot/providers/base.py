@@ -142,3 +142,10 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def repeats_schedule_safely(provider: object) -> bool:
+    """True for a provider whose `schedule`, asked again with the same ScheduleRequest (same `key`),
+    cannot create a second message (Telnyx's Idempotency-Key): only then may an unknown outcome be
+    settled by asking again. A client says so with a class attribute `schedule_is_idempotent = True`."""
+    return getattr(provider, "schedule_is_idempotent", False) is True

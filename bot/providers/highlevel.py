@@ -42,6 +42,8 @@ from bot.providers.http import (
 )
 
 PROVIDER = ProviderName.HIGHLEVEL.value
+# The v1 spec's value (tests/specs); the v3 spec lists `v3` for the same paths, which the official SDK
+# forces. Both are documented; the bot keeps the one whose spec its requests are validated against.
 API_VERSION = "2021-04-15"
 MAX_IN_FLIGHT = 10
 PING_ID = "smsopsPing0000000000"  # 20 alphanumerics, the shape of a HighLevel id; no message has it
@@ -165,6 +167,7 @@ class HighLevelClient:
     """HighLevel Conversations over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.HIGHLEVEL
+    schedule_is_idempotent = False  # no idempotency key: a repeated schedule would send twice
 
     def __init__(
         self,
@@ -225,7 +228,24 @@ class HighLevelClient:
             raise error from None
         if current.state is SendState.CANCELLED:
             return current
+        if current.state is SendState.SCHEDULED and current.raw.get("messageType") == "TYPE_EMAIL":
+            return await self._cancel_email(target)
         raise error
+
+    async def _cancel_email(self, target: str) -> MessageState:
+        """A scheduled email has its own cancel path (`cancel-scheduled-email-message`), which answers
+        like the SMS one."""
+        body = await self._http.request(
+            "DELETE", f"/conversations/messages/email/{target}/schedule", idempotent=True
+        )
+        status = body.get("status") if isinstance(body, Mapping) else None
+        if isinstance(status, bool) or not isinstance(status, int | float):
+            raise garbage(PROVIDER, "email cancel answer has no numeric `status`")
+        if not 200 <= status < 300:
+            raise ProviderError(PROVIDER, ErrorKind.REJECTED, _message_text(body) or "cancel refused",
+                                code=str(int(status)), http_status=200)
+        return MessageState(provider=PROVIDER, id=target, state=SendState.CANCELLED, status="cancelled",
+                            raw=dict(body))
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         if not request.to:
@@ -255,10 +275,14 @@ class HighLevelClient:
 
         results = await asyncio.gather(*(one(contact) for contact in request.to))
         scheduled = [r for r in results if isinstance(r, MessageState)]
-        failed = [(to, r) for to, r in zip(request.to, results, strict=True) if isinstance(r, ProviderError)]
-        if not scheduled:
+        errors = [(to, r) for to, r in zip(request.to, results, strict=True) if isinstance(r, ProviderError)]
+        # No idempotency key at HighLevel: after a timeout or a dropped answer it may or may not
+        # exist, and asking again could send twice, so such a contact is reported as unknown.
+        failed = [(to, e) for to, e in errors if not e.outcome_unknown]
+        unknown = [(to, e) for to, e in errors if e.outcome_unknown]
+        if not scheduled and not unknown:
             raise failed[0][1]
-        return ScheduleOutcome(scheduled=scheduled, failed=failed)
+        return ScheduleOutcome(scheduled=scheduled, failed=failed, unknown=unknown)
 
     async def send(self, target: str) -> MessageState:
         raise ProviderError(
@@ -276,16 +300,13 @@ class HighLevelClient:
         )
 
     async def ping(self) -> None:
-        if self.location_id:
-            await self._http.request(
-                "GET",
-                "/conversations/search",
-                params={"locationId": self.location_id, "limit": 1},
-                idempotent=True,
-            )
-            return
+        """Cancel the schedule of an id no message has: it needs `conversations/message.write`, the
+        scope sending needs anyway (a search would need `conversations.readonly`, which sending does
+        not), and changes nothing. HighLevel answers HTTP 200 `{status: 404}`; a bad token is 401."""
         try:
-            await self._http.request("GET", f"/conversations/messages/{PING_ID}", idempotent=True)
+            await self._http.request(
+                "DELETE", f"/conversations/messages/{PING_ID}/schedule", idempotent=True, operation="ping"
+            )
         except ProviderError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return  # the token was accepted; there is just no such message

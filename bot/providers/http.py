@@ -18,6 +18,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -47,8 +49,10 @@ ErrorParser = Callable[[httpx.Response, Any], ProviderError]
 HeaderFactory = Callable[[], Mapping[str, str]]
 
 
-def parse_retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait, from Retry-After or the providers' rate-limit reset headers."""
+def parse_retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds to wait, from Retry-After (delay-seconds or an HTTP-date, RFC 9110 §10.2.3) or the
+    providers' rate-limit reset headers. `now` is the epoch time to measure a date against."""
+    current = time.time() if now is None else now
     for header in ("retry-after", "x-ratelimit-reset", "ratelimit-reset"):
         value = response.headers.get(header)
         if value is None:
@@ -56,14 +60,24 @@ def parse_retry_after(response: httpx.Response) -> float | None:
         try:
             seconds = float(value)
         except ValueError:
-            continue
+            moment = _http_date(value) if header == "retry-after" else None
+            if moment is None:
+                continue
+            return max(0.0, moment.timestamp() - current)
         # x-ratelimit-reset may be an epoch timestamp rather than a delay
         if seconds > 10**9:
-            import time
-
-            seconds = seconds - time.time()
+            seconds = seconds - current
         return max(0.0, seconds)
     return None
+
+
+def _http_date(value: str) -> datetime | None:
+    """`Wed, 21 Oct 2015 07:28:00 GMT` → an aware datetime; None when it is no date."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class ProviderHTTP:
@@ -115,6 +129,7 @@ class ProviderHTTP:
         operation: str | None = None,
         form_body: Mapping[str, str] | None = None,
         parse: Callable[[Any], Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send, retrying where safe; return the decoded JSON body (or None for an empty body), or
         what `parse` makes of it.
@@ -124,14 +139,16 @@ class ProviderHTTP:
         replaced, such as `DELETE /messages/{id}`. `form_body` is sent form-encoded instead of
         `json_body` (Twilio's API takes forms). `parse` reads the body as the provider documents
         it; the ProviderError it raises (`garbage` for JSON of the wrong shape) is the call's outcome
-        in the metrics, as it is in the ledger: an answer the bot could not use is not counted `ok`."""
+        in the metrics, as it is in the ledger: an answer the bot could not use is not counted `ok`.
+        `headers` are sent on every attempt (an Idempotency-Key makes a schedule safe to repeat: pass
+        `idempotent=True` with it)."""
         operation = operation or operation_of(method, path)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await self._once(method, path, json_body=json_body, params=params, operation=operation,
-                                        form_body=form_body, parse=parse)
+                                        form_body=form_body, parse=parse, headers=headers)
             except ProviderError as error:
                 if not self._should_retry(error, idempotent, attempt):
                     raise
@@ -164,7 +181,7 @@ class ProviderHTTP:
     async def _once(
         self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
         operation: str | None = None, form_body: Mapping[str, str] | None = None,
-        parse: Callable[[Any], Any] | None = None,
+        parse: Callable[[Any], Any] | None = None, headers: Mapping[str, str] | None = None,
     ) -> Any:
         """One HTTP exchange, counted and timed (each attempt of a retried request is one call)."""
         operation = operation or operation_of(method, path)
@@ -172,7 +189,8 @@ class ProviderHTTP:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            body = await self._exchange(method, path, json_body=json_body, params=params, form_body=form_body)
+            body = await self._exchange(method, path, json_body=json_body, params=params, form_body=form_body,
+                                        extra_headers=headers)
             return body if parse is None else parse(body)
         except ProviderError as error:
             outcome = str(error.kind)
@@ -191,9 +209,11 @@ class ProviderHTTP:
 
     async def _exchange(
         self, method: str, path: str, *, json_body: Any, params: Mapping[str, Any] | None,
-        form_body: Mapping[str, str] | None = None,
+        form_body: Mapping[str, str] | None = None, extra_headers: Mapping[str, str] | None = None,
     ) -> Any:
         headers = dict(self._auth_headers())  # fresh on every attempt (Solapi signs each one)
+        if extra_headers:
+            headers.update(extra_headers)
         try:
             if form_body is not None:
                 response = await self._client.request(
@@ -232,10 +252,14 @@ class ProviderHTTP:
             if header_wait is not None:
                 error.retry_after = header_wait
             self.rate_limiter.penalise(error.retry_after, response.headers)  # every caller backs off
+            if self.rate_limiter.daily_spent():
+                raise self.rate_limiter.daily_error()  # not a burst: waiting seconds will not help
             raise error
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 408:
+            # 408 Request Timeout is transient like a 5xx (RFC 9110 §15.5.9: the client may repeat
+            # the request), so it is retried for idempotent requests only, and its outcome is unknown.
             parsed = self._error_parser(response, None if body is _UNREADABLE else body)
-            parsed.kind = ErrorKind.UNAVAILABLE
+            parsed.kind = ErrorKind.UNAVAILABLE if response.status_code >= 500 else ErrorKind.TIMEOUT
             raise parsed
         if body is _UNREADABLE:
             raise ProviderError(

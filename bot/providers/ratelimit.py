@@ -16,6 +16,10 @@ It learns from what the provider says:
 - A 429 pauses every caller, not just the one refused, for the provider's Retry-After (or its reset,
   or one window), so one refusal does not become a storm of them. A pause longer than the caller is
   willing to wait is reported at once as RATE_LIMITED, without asking the provider again.
+- HighLevel's daily quota (`X-RateLimit-Daily-Remaining`, of `X-RateLimit-Limit-Daily`): once it
+  reads 0, every request is refused at once as RATE_LIMITED, saying the day's quota is spent, instead
+  of waiting and retrying; one request is let through again after DAILY_RECHECK to learn whether the
+  quota was renewed (HighLevel does not document when its day starts).
 A provider that sends no such headers (Solapi documents none) is not throttled until it answers 429.
 """
 
@@ -35,6 +39,9 @@ LIMIT_HEADERS = ("x-ratelimit-max", "x-ratelimit-limit", "ratelimit-limit")
 REMAINING_HEADERS = ("x-ratelimit-remaining", "ratelimit-remaining")
 RESET_HEADERS = ("x-ratelimit-reset", "ratelimit-reset")
 INTERVAL_MS_HEADER = "x-ratelimit-interval-milliseconds"
+DAILY_REMAINING_HEADER = "x-ratelimit-daily-remaining"
+DAILY_LIMIT_HEADER = "x-ratelimit-limit-daily"
+DAILY_RECHECK = 600.0  # seconds: how long a spent daily quota is believed before one request checks
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _POLICY_WINDOW = re.compile(r";\s*w\s*=\s*(\d+(?:\.\d+)?)")
 
@@ -87,6 +94,8 @@ class RateLimiter:
         self._in_flight = 0
         self._cooling: list[float] = []  # heap: when each used permit may be used again
         self._paused_until = 0.0
+        self._daily_spent_until = 0.0
+        self.daily_limit: int | None = None
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # what happened, for benchmarks and logs
@@ -103,6 +112,8 @@ class RateLimiter:
     async def acquire(self, max_wait: float | None = None) -> None:
         """Wait for a permit. Raises RATE_LIMITED at once when a pause would outlast `max_wait`."""
         started: float | None = None
+        if self.daily_spent():
+            raise self.daily_error()
         while True:
             now = self._clock()
             wait = self._wait(now)
@@ -150,9 +161,33 @@ class RateLimiter:
         now = self._clock()
         return self._in_flight + sum(1 for t in self._cooling if t > now)
 
+    # --- the daily quota -----------------------------------------------------------------------
+    def daily_spent(self) -> bool:
+        return self._clock() < self._daily_spent_until
+
+    def daily_error(self) -> ProviderError:
+        of = f" of {self.daily_limit} requests" if self.daily_limit else ""
+        wait = max(0.0, self._daily_spent_until - self._clock())
+        return ProviderError(
+            self.provider, ErrorKind.RATE_LIMITED,
+            f"the daily request quota{of} is spent: no request can go until it is renewed; try again later",
+            code="DailyQuota", retry_after=wait,
+        )
+
+    def _observe_daily(self, headers: Mapping[str, str]) -> None:
+        limit = _number(headers.get(DAILY_LIMIT_HEADER))
+        if limit is not None and limit >= 1:
+            self.daily_limit = int(limit)
+        remaining = _number(headers.get(DAILY_REMAINING_HEADER))
+        if remaining is not None and remaining <= 0:
+            self._daily_spent_until = self._clock() + DAILY_RECHECK
+        elif remaining is not None:
+            self._daily_spent_until = 0.0
+
     # --- what the provider says -----------------------------------------------------------------
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn from the rate-limit headers of an answer that was not a 429."""
+        self._observe_daily(headers)  # a spent day is a fact, not a pacing hint: learnt even without adapt
         if not self.adapt:
             return
         limit, raw_limit = _first(headers, LIMIT_HEADERS)
@@ -179,6 +214,8 @@ class RateLimiter:
     def penalise(self, retry_after: float | None, headers: Mapping[str, str] | None = None) -> None:
         """The provider answered 429: every caller waits before the next request."""
         self.rejections += 1
+        if headers is not None:
+            self._observe_daily(headers)
         if headers is not None and self.adapt:
             limit, _ = _first(headers, LIMIT_HEADERS)
             interval_ms = _number(headers.get(INTERVAL_MS_HEADER))

@@ -7,11 +7,22 @@ Endpoints (team-telnyx/openapi spec3.yml, the subset in shared/specs/telnyx-mess
   with `status=scheduled` and `send_at` more than a minute ahead can be cancelled.
 Errors come as `{"errors": [{code, title, detail}]}`, except the DELETE 403/404 bodies, which the spec
 types as a bare `{code, title, detail}`; both are read. Codes are strings.
+
+The message payload in the spec (and the SDK's `Message` type) has no `send_at`: the time a schedule
+asked for is what the bot knows (the ledger's), and a GET may not tell it, so `send_at` is read when
+present and otherwise left unknown.
+
+Every schedule carries an `Idempotency-Key` derived from the intent and the recipient (Telnyx replays a
+successful answer to the same key, method, path and byte-identical body for 24 hours:
+developers.telnyx.com/docs/development/api-fundamentals/idempotency), so a timeout or a 5xx is retried
+with the same key, and a later reconciliation may ask again without scheduling twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +44,15 @@ PROVIDER = ProviderName.TELNYX.value
 MAX_IN_FLIGHT = 10
 # A syntactically valid UUID no message will ever have: `GET` on it costs nothing and proves the key.
 PING_ID = "00000000-0000-4000-8000-000000000000"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(intent_key: str, recipient: str) -> str:
+    """The key for one recipient of one intent: stable across attempts and restarts, within Telnyx's
+    pattern `^[A-Za-z0-9_:-]{1,255}$`, and hashed because Telnyx asks for no sensitive data (a phone
+    number) in it."""
+    digest = hashlib.sha256(f"{intent_key}\n{recipient}".encode()).hexdigest()[:40]
+    return f"smsops:{digest}"
 
 _STATES: dict[str, SendState] = {
     "scheduled": SendState.SCHEDULED,
@@ -141,6 +161,8 @@ class TelnyxClient:
     """Telnyx Messaging v2 over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.TELNYX
+    # Asking again with the same ScheduleRequest (same key) cannot schedule twice: see the module doc.
+    schedule_is_idempotent = True
 
     def __init__(
         self,
@@ -223,13 +245,18 @@ class TelnyxClient:
                 body["from"] = sender
             if self.messaging_profile_id:
                 body["messaging_profile_id"] = self.messaging_profile_id
+            headers = {IDEMPOTENCY_HEADER: idempotency_key(request.key, number)} if request.key else None
             async with gate:
                 try:
-                    # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    scheduled: MessageState = await self._http.request(
-                        "POST", "/messages/schedule", json_body=body, idempotent=False, parse=_schedule_answer
+                    # With a key, a timeout or 5xx is repeated safely (Telnyx replays its answer);
+                    # without one, never: it may have been scheduled.
+                    state: MessageState = await self._http.request(
+                        "POST", "/messages/schedule", json_body=body, idempotent=headers is not None,
+                        headers=headers, parse=_schedule_answer,
                     )
-                    return scheduled
+                    if state.send_at is None:  # the payload has no send_at: it is the one we asked for
+                        state = dataclasses.replace(state, send_at=_parse_time(send_at))
+                    return state
                 except ProviderError as error:
                     return error
 
@@ -261,7 +288,9 @@ class TelnyxClient:
 
 def _outcome(recipients: tuple[str, ...], results: list[MessageState | ProviderError]) -> ScheduleOutcome:
     scheduled = [r for r in results if isinstance(r, MessageState)]
-    failed = [(to, r) for to, r in zip(recipients, results, strict=True) if isinstance(r, ProviderError)]
-    if not scheduled:
+    errors = [(to, r) for to, r in zip(recipients, results, strict=True) if isinstance(r, ProviderError)]
+    failed = [(to, e) for to, e in errors if not e.outcome_unknown]
+    unknown = [(to, e) for to, e in errors if e.outcome_unknown]
+    if not scheduled and not unknown:
         raise failed[0][1]
-    return ScheduleOutcome(scheduled=scheduled, failed=failed)
+    return ScheduleOutcome(scheduled=scheduled, failed=failed, unknown=unknown)

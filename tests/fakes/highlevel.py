@@ -1,9 +1,12 @@
 """A fake HighLevel (LeadConnector) Conversations API, Version 2021-04-15, over real HTTP.
 
 What it does like HighLevel (GoHighLevel/highlevel-api-docs apps/conversations.json, design/providers.md §2):
-- `Authorization: Bearer <token>`, else 401 UnauthorizedDTO; `Version: 2021-04-15` required, else 400.
-- Every request is checked against conversations.json, with `SendMessageBodyDto.required` patched to
-  `[type, contactId]` (specs/README.md); a violation is answered 422 UnprocessableDTO.
+- `Authorization: Bearer <token>`, else 401 UnauthorizedDTO; `Version: 2021-04-15` (or `v3`, the v3 spec's
+  value: a deviation listed in tests/fakes/deviations.py) required, else 400; the email cancel path, which
+  declares no Version, takes any.
+- Every request is checked against the unmodified conversations.json; the problems a deviation in
+  tests/fakes/deviations.py excuses (SendMessageBodyDto's generator-made `required`) are not counted, any
+  other is a violation answered 422 UnprocessableDTO.
 - `POST /conversations/messages` `{type, contactId, message, scheduledTimestamp}` → 200
   `{conversationId, messageId, status: "pending"}`; ids are 20-character alphanumerics.
 - `DELETE /conversations/messages/{id}/schedule` → HTTP 200 `{"status": 200, "message": …}` when the
@@ -14,7 +17,13 @@ Chosen where no source says (documented in bot/providers/highlevel.py too):
 - A cancelled scheduled message is deleted: GET answers it, like any unknown id, 400 "Message not found"
   (the spec documents only 400/401 for GET). The fake keeps it in `.messages` with status "cancelled"
   so tests can see what happened.
-- GET shows the schedule time as `scheduledTimestamp` (seconds), which the spec's DTO does not list.
+- GET does not show the schedule time: GetMessageResponseDto lists no `scheduledTimestamp` (nor does
+  the SDK's model), so the fake keeps it to itself.
+- Scheduled emails (`POST … {type: "Email", …, scheduledTimestamp}` → `emailMessageId`) are cancelled
+  on their own path `DELETE /conversations/messages/email/{id}/schedule`; the SMS cancel path answers
+  the "Failed cancel" body for them. GET of an email message id shows `messageType: "TYPE_EMAIL"`.
+- The daily quota: `daily_remaining` (settable); at 0 every request is 429 with
+  `X-RateLimit-Daily-Remaining: 0`.
 - `scheduledTimestamp` in the past is 400 "Scheduled time must be in the future"; an unknown contact is
   400 "Contact not found"; a 429 body is `{"statusCode": 429, "message": "Too many requests"}`.
 """
@@ -30,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.fakes import deviations
 from tests.fakes.server import FakeServer, Receive, Scope, Send
 from tests.fakes.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
 
@@ -41,6 +51,15 @@ _ALPHABET = string.ascii_letters + string.digits
 _CONTACT = re.compile(r"^[A-Za-z0-9]{6,40}$")
 _MESSAGE = re.compile(r"^/conversations/messages/([^/]+)$")
 _CANCEL = re.compile(r"^/conversations/messages/([^/]+)/schedule$")
+_CANCEL_EMAIL = re.compile(r"^/conversations/messages/email/([^/]+)/schedule$")
+# The scope each route needs (highlevel-api-docs apps/conversations.json `security`).
+ROUTE_SCOPES = {
+    "schedule": "conversations/message.write",
+    "cancel": "conversations/message.write",
+    "cancel_email": "conversations/message.write",
+    "get": "conversations/message.readonly",
+    "search": "conversations.readonly",
+}
 FAILED_CANCEL = {"status": 404, "message": "Failed cancel the scheduled message"}
 
 
@@ -59,20 +78,24 @@ class FakeHighLevel:
         *,
         location_id: str = DEFAULT_LOCATION,
         contacts: Iterable[str] | None = None,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.token = token
+        # None: the token may do anything; a set: only what those scopes allow (ROUTE_SCOPES)
+        self.scopes: set[str] | None = set(scopes) if scopes is not None else None
         self.now: Callable[[], datetime] = now or utcnow
         self.location_id = location_id
         # None: any plausible contact id exists; a set: only those do.
         self.contacts: set[str] | None = set(contacts) if contacts is not None else None
         self.messages: dict[str, dict[str, Any]] = {}
         self.spec_violations: list[dict[str, Any]] = []
+        self.tolerated: list[str] = []  # the deviations (tests/fakes/deviations.py) requests relied on
         self.unvalidated = 0
         self.deliver_as = "delivered"
         self._conversations: dict[str, str] = {}
-        self._spec = load_spec(HL_SPEC, "https://services.leadconnectorhq.com", "highlevel-required")
+        self._spec = load_spec(HL_SPEC, "https://services.leadconnectorhq.com", "highlevel")
         self._limiter = FixedWindow(*rate_limit) if rate_limit else None
-        self._daily_remaining = 200_000
+        self.daily_remaining = 200_000
         self._lock = threading.Lock()
         self.server = FakeServer(self._app)
 
@@ -139,8 +162,10 @@ class FakeHighLevel:
         if self._limiter is not None:
             allowed, remaining, _reset = self._limiter.hit()
             with self._lock:
-                self._daily_remaining = max(0, self._daily_remaining - 1)
-                daily = self._daily_remaining
+                daily_spent = self.daily_remaining <= 0
+                self.daily_remaining = max(0, self.daily_remaining - 1)
+                daily = self.daily_remaining
+            allowed = allowed and not daily_spent
             extra = {
                 "X-RateLimit-Max": str(self._limiter.limit),
                 "X-RateLimit-Remaining": str(remaining),
@@ -163,17 +188,22 @@ class FakeHighLevel:
                 "message": "Invalid token: access token is invalid",
                 "error": "Unauthorized",
             }
+        cancel_email = _CANCEL_EMAIL.match(path)
         version = headers.get("version")
-        if version != API_VERSION:
+        accepted = {API_VERSION} | deviations.accepted_header_values("highlevel", method, path, "version")
+        # The email cancel path declares no Version header (nor security) in the spec: any is accepted.
+        if not cancel_email and version not in accepted:
             message = (
                 "version header is required" if version is None else f"version {version!r} is not supported"
             )
             self._violation(method, path, [{"message": f"Version: {message}", "pointer": ""}])
             return 400, {"statusCode": 400, "message": message}
-        cancel = _CANCEL.match(path)
+        cancel = None if cancel_email else _CANCEL.match(path)
         single = _MESSAGE.match(path)
         if method == "POST" and path == "/conversations/messages":
             route = "schedule"
+        elif method == "DELETE" and cancel_email:
+            route = "cancel_email"
         elif method == "DELETE" and cancel:
             route = "cancel"
         elif method == "GET" and single:
@@ -182,6 +212,10 @@ class FakeHighLevel:
             route = "search"
         else:  # NestJS's own answer for an unknown route
             return 404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"}
+        needed = ROUTE_SCOPES[route]
+        if self.scopes is not None and needed not in self.scopes:
+            return 401, {"statusCode": 401, "message": "The token is not authorized for this scope.",
+                         "error": "Unauthorized"}
         problems = self._validate(method, path, query, headers, body)
         if problems:
             return 422, {
@@ -194,7 +228,7 @@ class FakeHighLevel:
                 return self._schedule(body)
             if route == "search":
                 return self._search(query)
-            matched = cancel or single
+            matched = cancel_email or cancel or single
             assert matched is not None
             message_id = matched.group(1)
             record = self.messages.get(message_id)
@@ -204,7 +238,8 @@ class FakeHighLevel:
                 if record is None or record["status"] == "cancelled":
                     return 400, {"statusCode": 400, "message": "Message not found"}
                 return 200, _public(record)
-            if record is None or record["status"] != "scheduled":
+            is_email = record is not None and record["messageType"] == "TYPE_EMAIL"
+            if record is None or record["status"] != "scheduled" or is_email != (route == "cancel_email"):
                 return 200, dict(FAILED_CANCEL)
             record["status"] = "cancelled"
             record["dateUpdated"] = iso(self.now())
@@ -217,7 +252,9 @@ class FakeHighLevel:
             with self._lock:
                 self.unvalidated += 1
             return []
-        problems = self._spec.violations(method, path, query, headers, body)
+        problems, used = self._spec.check(method, path, query, headers, body)
+        with self._lock:
+            self.tolerated.extend(used)
         if problems:
             self._violation(method, path, problems)
         return problems
@@ -240,9 +277,10 @@ class FakeHighLevel:
             or (self.contacts is not None and contact not in self.contacts)
         ):
             return 400, {"statusCode": 400, "message": "Contact not found"}
-        if body.get("type") != "SMS":
-            return 400, {"statusCode": 400, "message": "This fake schedules SMS only"}
-        text = body.get("message")
+        if body.get("type") not in ("SMS", "Email"):
+            return 400, {"statusCode": 400, "message": "This fake schedules SMS and Email only"}
+        email = body.get("type") == "Email"
+        text = body.get("message") or (body.get("html") if body.get("type") == "Email" else None)
         if not isinstance(text, str) or not text.strip():
             return 400, {"statusCode": 400, "message": "Message body is required for SMS"}
         stamp = body.get("scheduledTimestamp")
@@ -252,12 +290,13 @@ class FakeHighLevel:
             if when <= self.now():
                 return 400, {"statusCode": 400, "message": "Scheduled time must be in the future"}
         message = self._new_message(contact, text, when, "scheduled" if when else "pending")
+        if email:
+            message["messageType"], message["type"] = "TYPE_EMAIL", 3
         self.messages[message["id"]] = message
-        return 200, {
-            "conversationId": message["conversationId"],
-            "messageId": message["id"],
-            "status": "pending",
-        }
+        answer = {"conversationId": message["conversationId"], "messageId": message["id"], "status": "pending"}
+        if email:
+            answer["emailMessageId"] = message["id"]
+        return 200, answer
 
     def _search(self, query: str) -> tuple[int, Any]:
         from urllib.parse import parse_qs
@@ -302,6 +341,5 @@ class FakeHighLevel:
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
     shown = json.loads(json.dumps(message))
-    if shown.get("scheduledTimestamp") is None:
-        shown.pop("scheduledTimestamp", None)
+    shown.pop("scheduledTimestamp", None)  # GetMessageResponseDto has no such field: kept to the fake
     return shown

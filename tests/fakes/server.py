@@ -19,7 +19,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FaultKind = Literal["latency", "status", "drop", "garbage"]
+FaultKind = Literal["latency", "status", "drop", "garbage", "lose_answer"]
 
 
 @dataclass
@@ -83,6 +83,10 @@ class Faults:
 
     def drop(self, **kwargs: Any) -> Fault:
         return self.add("drop", **kwargs)
+
+    def lose_answer(self, **kwargs: Any) -> Fault:
+        """The provider acts on the request, but its answer is lost on the way (the connection drops)."""
+        return self.add("lose_answer", **kwargs)
 
     def garbage(self, body: bytes | str = b"<html><body>502 Bad Gateway</body></html>", status: int = 200,
                 **kwargs: Any) -> Fault:
@@ -158,6 +162,15 @@ class FaultyRecordingApp:
             elif fault.kind in ("status", "garbage"):
                 await _answer(send, fault.status, fault.body, fault.headers)
                 return
+            elif fault.kind == "lose_answer":
+                async def swallow(message: Message) -> None:
+                    return None
+
+                await self.app(scope, replay, swallow)  # the provider acts; its answer goes nowhere
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")]})
+                await send({"type": "http.response.body", "body": b'{"partial":', "more_body": True})
+                raise ConnectionAbortedError("fault injection: answer lost")
             elif fault.kind == "drop":
                 # Promise a body, send half of it, and close: the client sees a broken connection.
                 await send({"type": "http.response.start", "status": 200,

@@ -83,7 +83,8 @@ async def test_status_of_a_scheduled_message(
     assert state.state is SendState.SCHEDULED
     assert state.status == "scheduled"
     assert state.recipients == (CONTACT_A,)
-    assert state.send_at == when
+    # GetMessageResponseDto lists no scheduledTimestamp: the GET does not tell the time, the bot invents none
+    assert state.send_at is None
     assert state.text == "hello"
     assert fake_highlevel.spec_violations == []
 
@@ -242,16 +243,20 @@ async def test_a_request_without_the_version_header_is_refused(fake_highlevel: F
     async with httpx.AsyncClient(base_url=fake_highlevel.url) as raw:
         missing = await raw.get(f"/conversations/messages/{message_id}", headers=raw_headers(fake_highlevel))
         wrong = await raw.get(
-            f"/conversations/messages/{message_id}", headers=raw_headers(fake_highlevel, Version="v3")
+            f"/conversations/messages/{message_id}", headers=raw_headers(fake_highlevel, Version="v2")
         )
         right = await raw.get(
             f"/conversations/messages/{message_id}", headers=raw_headers(fake_highlevel, Version="2021-04-15")
         )
+        v3 = await raw.get(f"/conversations/messages/{message_id}", headers=raw_headers(fake_highlevel, Version="v3"))
 
     assert missing.status_code == 400
     assert missing.json()["statusCode"] == 400
     assert wrong.status_code == 400
     assert right.status_code == 200
+    # v3 is the v3 spec's value (same paths), what the official SDK sends: a listed deviation
+    assert v3.status_code == 200
+    assert fake_highlevel.tolerated == ["Version: v3 accepted where the v1 spec lists only 2021-04-15"]
     assert len(fake_highlevel.spec_violations) == 2
 
 
@@ -298,7 +303,8 @@ async def test_schedule_bodies_pass_the_openapi_spec(
 
 
 def test_the_unpatched_spec_would_reject_a_real_sms_body() -> None:
-    """Why the fake patches `required` (specs/README.md): subType and status are generator artefacts."""
+    """Why tests/fakes/deviations.py excuses `required` (specs/README.md): subType and status are generator
+    artefacts."""
     unpatched = load_spec(HL_SPEC, "https://services.leadconnectorhq.com")
     assert unpatched is not None, f"the HighLevel spec is vendored at {HL_SPEC}"
     body = b'{"type": "SMS", "contactId": "cT9kQ2mN4pR6sV8xZ1aB", "message": "hi", "scheduledTimestamp": 1}'
@@ -360,10 +366,12 @@ async def test_a_schedule_post_hitting_a_5xx_is_not_retried(
 ) -> None:
     fake_highlevel.server.faults.status(503, b"", method="POST", times=1)
 
-    with pytest.raises(ProviderError) as caught:
-        await highlevel_client.schedule(request(clock, CONTACT_A))
+    outcome = await highlevel_client.schedule(request(clock, CONTACT_A))
 
-    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    # It may have been taken: reported as unknown, never as "not scheduled", and not repeated.
+    assert outcome.scheduled == [] and outcome.failed == []
+    [(contact, error)] = outcome.unknown
+    assert contact == CONTACT_A and error.kind is ErrorKind.UNAVAILABLE
     assert len(fake_highlevel.server.requests_to("POST")) == 1
 
 
@@ -373,13 +381,12 @@ async def test_a_schedule_post_that_times_out_is_not_retried(
     fake_highlevel.server.faults.latency(0.6, method="POST")
     client = make_client(fake_highlevel, read_timeout=0.3)
     try:
-        with pytest.raises(ProviderError) as caught:
-            await client.schedule(request(clock, CONTACT_A))
+        outcome = await client.schedule(request(clock, CONTACT_A))
     finally:
         await client.aclose()
 
-    assert caught.value.kind is ErrorKind.TIMEOUT
-    assert caught.value.outcome_unknown
+    [(_, error)] = outcome.unknown
+    assert error.kind is ErrorKind.TIMEOUT and error.outcome_unknown and outcome.failed == []
     deadline = time.monotonic() + 3  # let the late request finish at the fake
     while not fake_highlevel.messages and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -470,11 +477,10 @@ async def test_a_garbage_answer_to_a_schedule_post_is_a_failure_of_unknown_outco
 ) -> None:
     fake_highlevel.server.faults.garbage(b'{"conversationId": "x"}', status=200, method="POST")
 
-    with pytest.raises(ProviderError) as caught:
-        await highlevel_client.schedule(request(clock, CONTACT_A))
+    outcome = await highlevel_client.schedule(request(clock, CONTACT_A))
 
-    assert caught.value.kind is ErrorKind.GARBAGE
-    assert caught.value.outcome_unknown
+    [(_, error)] = outcome.unknown
+    assert error.kind is ErrorKind.GARBAGE and error.outcome_unknown
 
 
 async def test_a_read_timeout(fake_highlevel: FakeHighLevel) -> None:
@@ -505,21 +511,64 @@ async def test_emoji_and_korean_round_trip(
     assert fake_highlevel.spec_violations == []
 
 
-async def test_ping(fake_highlevel: FakeHighLevel, highlevel_client: HighLevelClient) -> None:
-    await highlevel_client.ping()  # no location: a GET of a message that does not exist
-
-    located = make_client(fake_highlevel, location_id=fake_highlevel.location_id)
-    elsewhere = make_client(fake_highlevel, location_id="OtherLocation0000000")
+async def test_ping_needs_no_scope_that_sending_does_not(clock: FrozenClock) -> None:
+    """A token with only the scope sending needs passes the health check; a bad token does not."""
+    fake = FakeHighLevel(now=clock.now, scopes={"conversations/message.write"}).start()
+    client = make_client(fake)
+    wrong = make_client(fake, token="pit-not-the-right-token")
     try:
-        await located.ping()
+        await client.ping()
+        await client.schedule(request(clock, CONTACT_A))  # and it can send with that scope
         with pytest.raises(ProviderError) as caught:
-            await elsewhere.ping()
+            await wrong.ping()
     finally:
-        await located.aclose()
-        await elsewhere.aclose()
+        await client.aclose()
+        await wrong.aclose()
+        fake.stop()
 
     assert caught.value.kind is ErrorKind.AUTH
+    assert fake.spec_violations == []
+    assert [m for m in fake.messages.values() if m["status"] == "cancelled"] == []  # the ping changed nothing
+
+
+async def test_a_scheduled_email_is_cancelled_on_its_own_path(
+    fake_highlevel: FakeHighLevel, highlevel_client: HighLevelClient, clock: FrozenClock
+) -> None:
+    message_id = fake_highlevel.add_message(scheduled_at=clock.now() + timedelta(hours=2))
+    fake_highlevel.messages[message_id]["messageType"] = "TYPE_EMAIL"
+
+    after = await highlevel_client.cancel(message_id)
+
+    assert after.state is SendState.CANCELLED
+    assert fake_highlevel.messages[message_id]["status"] == "cancelled"
+    assert len(fake_highlevel.server.requests_to("DELETE", f"/messages/email/{message_id}/schedule")) == 1
     assert fake_highlevel.spec_violations == []
+
+
+async def test_once_the_daily_quota_is_spent_the_bot_says_so_at_once(
+    fake_highlevel: FakeHighLevel, highlevel_client: HighLevelClient
+) -> None:
+    fake_highlevel.daily_remaining = 1
+    message_id = fake_highlevel.add_message()
+    await highlevel_client.status(message_id)  # the last request of the day: its answer says 0 remain
+
+    with pytest.raises(ProviderError) as caught:
+        await highlevel_client.status(message_id)
+
+    assert caught.value.kind is ErrorKind.RATE_LIMITED
+    assert "daily request quota" in caught.value.message and "200000" in caught.value.message
+    assert len(fake_highlevel.server.requests) == 1  # not asked again, not waited for
+
+
+async def test_a_429_with_the_daily_quota_spent_is_not_retried(
+    fake_highlevel: FakeHighLevel, highlevel_client: HighLevelClient
+) -> None:
+    fake_highlevel.daily_remaining = 0  # spent by someone else sharing the app's quota
+    with pytest.raises(ProviderError) as caught:
+        await highlevel_client.status(fake_highlevel.add_message())
+
+    assert caught.value.kind is ErrorKind.RATE_LIMITED and "daily request quota" in caught.value.message
+    assert len(fake_highlevel.server.requests) == 1
 
 
 async def test_send_and_delete_are_unsupported(highlevel_client: HighLevelClient) -> None:

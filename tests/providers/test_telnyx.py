@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -12,7 +15,7 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.providers.base import ErrorKind, ProviderError, ScheduleRequest, SendState
-from bot.providers.http import RetryPolicy
+from bot.providers.http import RetryPolicy, parse_retry_after
 from bot.providers.telnyx import TelnyxClient
 from tests.fakes.telnyx import FakeTelnyx, load_spec
 
@@ -76,8 +79,9 @@ async def test_status_of_a_scheduled_message(
     assert state.state is SendState.SCHEDULED
     assert state.status == "scheduled"
     assert state.id == message_id
-    assert state.send_at == send_at
-    assert state.send_at.tzinfo is not None
+    # The payload lists no send_at (spec and SDK): the GET does not tell it, and the bot does not invent it.
+    assert state.send_at is None
+    assert fake_telnyx.send_at_of(message_id) == send_at
     assert state.recipients == ("+18665550123",)
     assert state.recipient_count == 1
     assert state.text == "hello"
@@ -345,36 +349,78 @@ async def test_when_every_recipient_fails_the_first_error_is_raised(
     assert caught.value.code == "40310"
 
 
-async def test_a_schedule_post_hitting_a_5xx_is_not_retried(
+async def test_a_schedule_post_without_a_key_hitting_a_5xx_is_not_retried(
     fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient, clock: FrozenClock
 ) -> None:
     fake_telnyx.server.faults.status(502, b"", method="POST", times=1)
 
-    with pytest.raises(ProviderError) as caught:
-        await telnyx_client.schedule(request(clock, "+18665550001"))
+    outcome = await telnyx_client.schedule(request(clock, "+18665550001"))
 
-    assert caught.value.kind is ErrorKind.UNAVAILABLE
-    assert caught.value.outcome_unknown
+    [(number, error)] = outcome.unknown
+    assert number == "+18665550001" and error.kind is ErrorKind.UNAVAILABLE and error.outcome_unknown
+    assert outcome.failed == [] and outcome.scheduled == []
     assert len(fake_telnyx.server.requests_to("POST")) == 1
 
 
-async def test_a_schedule_post_that_times_out_is_not_retried(
+async def test_a_schedule_post_without_a_key_that_times_out_is_not_retried(
     fake_telnyx: FakeTelnyx, clock: FrozenClock
 ) -> None:
     fake_telnyx.server.faults.latency(0.6, method="POST")
     client = make_client(fake_telnyx, read_timeout=0.3)
     try:
-        with pytest.raises(ProviderError) as caught:
-            await client.schedule(request(clock, "+18665550001"))
+        outcome = await client.schedule(request(clock, "+18665550001"))
     finally:
         await client.aclose()
 
-    assert caught.value.kind is ErrorKind.TIMEOUT
+    [(_, error)] = outcome.unknown
+    assert error.kind is ErrorKind.TIMEOUT
     deadline = time.monotonic() + 3  # let the late request finish at the fake
     while not fake_telnyx.messages and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(fake_telnyx.server.requests_to("POST")) == 1
     assert len(fake_telnyx.messages) == 1  # it did happen: the caller must look before trying again
+
+
+async def test_a_lost_answer_is_retried_with_the_same_idempotency_key_and_schedules_once(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient, clock: FrozenClock
+) -> None:
+    fake_telnyx.server.faults.lose_answer(method="POST", times=1)  # Telnyx schedules it; the answer is lost
+    keyed = replace(request(clock, "+18665550001", "+18665550002"), key="intent0001")
+
+    outcome = await telnyx_client.schedule(keyed)
+
+    assert len(outcome.scheduled) == 2 and outcome.unknown == [] and outcome.failed == []
+    assert len(fake_telnyx.messages) == 2  # the repeat was answered from the first, not scheduled again
+    posts = fake_telnyx.server.requests_to("POST")
+    assert len(posts) == 3
+    keys = [p.headers["idempotency-key"] for p in posts]
+    assert len(set(keys)) == 2 and all(re.fullmatch(r"[A-Za-z0-9_:-]{1,255}", k) for k in keys)
+    assert all("18665550001" not in k for k in keys)  # no phone number in the key
+    assert {s.send_at for s in outcome.scheduled} == {keyed.send_at}  # the time asked for: the payload has none
+    assert fake_telnyx.spec_violations == []
+
+
+async def test_an_unknown_schedule_asked_again_with_its_key_is_answered_not_repeated(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient, clock: FrozenClock
+) -> None:
+    fake_telnyx.server.faults.lose_answer(method="POST")  # every attempt: the outcome stays unknown
+    keyed = replace(request(clock, "+18665550001"), key="intent0002")
+
+    first = await telnyx_client.schedule(keyed)
+    assert first.scheduled == [] and [n for n, _ in first.unknown] == ["+18665550001"]
+    assert len(fake_telnyx.messages) == 1  # three attempts, one message
+
+    fake_telnyx.server.faults.clear()
+    again = await telnyx_client.schedule(keyed)  # what reconciliation does
+
+    [state] = again.scheduled
+    assert list(fake_telnyx.messages) == [state.id]
+
+    # another request under the same key is refused while the record lives
+    changed = replace(keyed, text="something else")
+    with pytest.raises(ProviderError) as caught:
+        await telnyx_client.schedule(changed)
+    assert caught.value.http_status == 422 and len(fake_telnyx.messages) == 1
 
 
 async def test_a_429_is_retried_after_retry_after(
@@ -556,3 +602,40 @@ async def test_without_the_specs_the_fake_still_works_but_says_it_did_not_valida
     finally:
         monkeypatch.undo()
         load_spec.cache_clear()
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    now = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC).timestamp()
+    dated = httpx.Response(429, headers={"Retry-After": "Mon, 04 May 2026 12:00:45 GMT"})
+    past = httpx.Response(429, headers={"Retry-After": "Mon, 04 May 2026 11:00:00 GMT"})
+    assert parse_retry_after(dated, now=now) == 45.0
+    assert parse_retry_after(past, now=now) == 0.0
+    assert parse_retry_after(httpx.Response(429, headers={"Retry-After": "soon"}), now=now) is None
+
+
+async def test_a_retry_after_date_beyond_the_wait_limit_is_reported_not_retried(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient
+) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(minutes=2), usegmt=True)
+    fake_telnyx.server.faults.rate_limit(headers={"retry-after": later}, method="GET")
+
+    with pytest.raises(ProviderError) as caught:
+        await telnyx_client.status(fake_telnyx.add_message())
+
+    assert caught.value.kind is ErrorKind.RATE_LIMITED
+    assert caught.value.retry_after is not None and 100 < caught.value.retry_after <= 120
+    assert len(fake_telnyx.server.requests_to("GET")) == 1
+
+
+async def test_a_408_is_retried_for_a_read_but_not_for_an_unkeyed_schedule(
+    fake_telnyx: FakeTelnyx, telnyx_client: TelnyxClient, clock: FrozenClock
+) -> None:
+    message_id = fake_telnyx.add_message()
+    fake_telnyx.server.faults.status(408, b"", method="GET", times=1)
+    state = await telnyx_client.status(message_id)
+    assert state.id == message_id and len(fake_telnyx.server.requests_to("GET")) == 2
+
+    fake_telnyx.server.faults.status(408, b"", method="POST", times=1)
+    outcome = await telnyx_client.schedule(request(clock, "+18665550001"))
+    [(_, error)] = outcome.unknown
+    assert error.kind is ErrorKind.TIMEOUT and len(fake_telnyx.server.requests_to("POST")) == 1
