@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.commands import EXAMPLES, USAGE
+from bot.commands import EXAMPLES, RECIPIENTS_NOTE, USAGE
 from bot.operations.results import Card, CardKind, Reply, Tone
 from bot.providers.registry import display
 from bot.slack.ids import ActionId
@@ -71,7 +71,8 @@ def help_blocks(verb: str | None = None) -> list[Block]:
     intro = ("*/sms* schedules, approves, sends and cancels SMS at Solapi/CoolSMS, HighLevel and Telnyx, "
              "and keeps a ledger of who did what.")
     notes = ("`<when>`: ISO-8601 with an offset (`2026-11-24T09:00+09:00`, `…Z`) or `in 90s` / `in 45m` / "
-             "`in 2h` / `in 1d`.  `<id>` may be prefixed `telnyx:`, `solapi:` or `highlevel:`.")
+             "`in 2h` / `in 1d`.  `<id>` may be prefixed `telnyx:`, `solapi:` or `highlevel:`.  "
+             + RECIPIENTS_NOTE)
     return [_section(intro), _section("\n".join(lines)), {"type": "context",
                                                           "elements": [{"type": "mrkdwn", "text": notes}]}]
 
