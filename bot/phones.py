@@ -48,8 +48,9 @@ def _example(region: str | None) -> str:
         example = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
         if example is not None:
             national = phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL)
-            return f"+ and the country code, such as +15551234567, or a {region} number such as {national}"
-    return "+ and the country code, such as +15551234567 or +821012345678"
+            return (f"+ and the country code (E.164), such as +15551234567, or as a {region} number "
+                    f"such as {national}")
+    return "+ and the country code (E.164), such as +15551234567 or +821012345678"
 
 
 def normalise(raw: str, default_region: str | None = DEFAULT_REGION) -> str:
@@ -68,12 +69,24 @@ def normalise(raw: str, default_region: str | None = DEFAULT_REGION) -> str:
     code = number.country_code or 0
     where = phonenumbers.region_code_for_country_code(code)
     home = phonenumbers.country_code_for_region(region) if region else None
+    if not text.startswith("+") and region and _trunk_zero_missing(text, region):
+        # `5551230001` is a valid Korean number without its 0, but nobody in Korea writes it so:
+        # far likelier a foreign number typed without its +country
+        raise PhoneError(raw, f"a national {region} number starts with 0; write it with {_example(region)}")
     if code == home:
         if not phonenumbers.is_valid_number(number):
             raise PhoneError(raw, f"it is not a valid {where} number; write it with {_example(region)}")
     elif not phonenumbers.is_possible_number(number):
         raise PhoneError(raw, f"it has the wrong number of digits for +{code} ({where})")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def _trunk_zero_missing(text: str, region: str) -> bool:
+    """True when `region` writes national numbers with a leading 0 (KR, GB, DE, JP, …) and `text`
+    has none."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return metadata is not None and metadata.national_prefix == "0" and not digits.startswith("0")
 
 
 def normalise_all(raws: tuple[str, ...], default_region: str | None = DEFAULT_REGION) -> tuple[str, ...]:

@@ -58,7 +58,7 @@ def schedule_window(provider: ProviderName, send_at: datetime, now: datetime) ->
     if provider is ProviderName.SOLAPI and send_at > solapi_latest(now):
         latest = solapi_latest(now)
         return Decision.refuse(
-            f"Solapi schedules at most {SOLAPI_MAX_MONTHS} calendar months ahead, "
+            f"Solapi schedules at most {SOLAPI_MAX_MONTHS} months ahead (calendar months), "
             f"so no later than {latest:%Y-%m-%d %H:%M} KST"
         )
     return Decision.allow()

@@ -32,6 +32,7 @@ def test_national_numbers_are_read_for_the_configured_region() -> None:
     ("+1555123456", "wrong number of digits for +1 (US)"),
     ("+999123456789", "country code is unknown"),
     ("hello", "not a phone number"),
+    ("5551230001", "a national KR number starts with 0"),  # valid in Korea without its 0, never written so
 ])
 def test_a_bad_number_is_refused_by_name_with_the_reason(typed: str, why: str) -> None:
     with pytest.raises(phones.PhoneError) as caught:
