@@ -384,7 +384,8 @@ class SolapiClient:
 
     async def _get_message(self, message_id: str) -> dict[str, Any]:
         body = await self._request(
-            "GET", "/messages/v4/list", params={"messageId": message_id}, idempotent=True
+            # list-old: the path the official SDK's get_messages reads (answer: messageList by id)
+            "GET", "/messages/v4/list-old", params={"messageId": message_id}, idempotent=True
         )
         return _message_entry(body, message_id)
 

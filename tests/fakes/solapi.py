@@ -166,6 +166,7 @@ class FakeSolapi:
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self.rate_limit = rate_limit
         self.sending_for = sending_for  # how long a sent group stays SENDING before COMPLETE
+        self.balance = 10_000.0  # won, for GET /cash/v1/balance
         self.groups: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.group_message_ids: dict[str, list[str]] = {}
@@ -187,6 +188,9 @@ class FakeSolapi:
             Route(f"{v4}/groups/{{group_id}}/schedule", self._endpoint(self._cancel), methods=["DELETE"]),
             Route(f"{v4}/groups/{{group_id}}/send", self._endpoint(self._send), methods=["POST"]),
             Route(f"{v4}/list", self._endpoint(self._list_messages), methods=["GET"]),
+            # the official Python SDK (solapi 5.0.3, get_messages) reads this path, same answer shape
+            Route(f"{v4}/list-old", self._endpoint(self._list_messages), methods=["GET"]),
+            Route("/cash/v1/balance", self._endpoint(self._balance), methods=["GET"]),
             Route(f"{v4}/send-many/detail", self._endpoint(self._send_many), methods=["POST"]),
             Route(
                 "/{path:path}",
@@ -747,7 +751,13 @@ class FakeSolapi:
                 raise SolapiError(400, "InvalidStatus", CANCEL_ONLY_SCHEDULED)
             now = self.now()
             self._set_status(group, "FAILED", now, CANCELLED)
-            return {"createAt": iso(now), "message": CANCELLED}
+            # The old CoolSMS page (seed 000) shows {createAt, message}; the official SDK
+            # (cancel_scheduled_message) parses the answer as the group, so the fake answers that.
+            return group
+
+    async def _balance(self, request: Request) -> Any:
+        """The account's balance (the SDK's get_balance): the fake account always has some."""
+        return {"balance": self.balance, "point": 0}
 
     async def _send(self, request: Request) -> Any:
         with self._lock:
