@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot import phones, text_limits
 from bot.durations import parse_duration
 from bot.ids import IdError, TargetRef, parse_target, provider_from_name
 from bot.providers.base import ProviderName
 from bot.slack_text import unescape
 from bot.when import WhenError, read_time, readings_text
 
-MAX_TEXT = 1600  # Telnyx splits into at most 10 parts; Solapi LMS is 2,000 bytes
+# The longest text any provider takes (Solapi LMS: 2,000 bytes, so 2,000 ASCII characters); each
+# provider's own limit is checked by text_limits.
+MAX_TEXT = text_limits.LONGEST
 MAX_RECIPIENTS = 10_000
 MAX_LIMIT = 1000
 MAX_INPUT = 200_000
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _CONTACT = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
 _RAW_USER = re.compile(r"^@?([UW][A-Z0-9]{8,20})$")
@@ -58,6 +60,14 @@ def examples(now: datetime) -> dict[str, str]:
     values = {"tomorrow_9": tomorrow_9.strftime("%Y-%m-%dT%H:%MZ"),
               "week_ago": (now.astimezone(UTC) - timedelta(days=7)).strftime("%Y-%m-%d")}
     return {verb: text.format(**values) for verb, text in EXAMPLES.items()}
+
+
+# What /sms help says about recipients (shown under the commands).
+RECIPIENTS_NOTE = (
+    "`<to>`: a number with + and its country code (`+15551234567`, `+821012345678`) or, for the "
+    "configured region (`DEFAULT_REGION`, Korea by default), as written there (`010-1234-5678`); "
+    "Solapi gets numbers outside Korea with their country code apart, HighLevel takes contact ids."
+)
 
 
 class UsageError(ValueError):
@@ -141,8 +151,11 @@ Command = (
 )
 
 
-def parse(text: str, now: datetime, tz: ZoneInfo | None = None) -> Command:
-    """Parse the text after `/sms`. `now` (UTC) resolves relative times."""
+def parse(text: str, now: datetime, tz: ZoneInfo | None = None,
+          default_region: str | None = phones.DEFAULT_REGION) -> Command:
+    """Parse the text after `/sms`. `now` (UTC) resolves relative times; a time written without an
+    offset is read in `tz` (the writer's zone); a phone number without `+` is read as a national
+    number of `default_region`."""
     if len(text) > MAX_INPUT:
         raise UsageError(f"that is {len(text):,} characters: too long for one command")
     if _CONTROL.search(text):
@@ -159,7 +172,7 @@ def parse(text: str, now: datetime, tz: ZoneInfo | None = None) -> Command:
             _no_args(verb, args)
             return Providers()
         case "schedule":
-            return _schedule(rest, now, tz or ZoneInfo("UTC"))
+            return _schedule(rest, now, tz or ZoneInfo("UTC"), default_region)
         case "track":
             if len(args) != 2:
                 raise UsageError("track needs a provider and an id", verb)
@@ -209,7 +222,7 @@ def _target(word: str, verb: str) -> TargetRef:
         raise UsageError(str(exc), verb) from exc
 
 
-def _schedule(rest: str, now: datetime, tz: ZoneInfo) -> Schedule:
+def _schedule(rest: str, now: datetime, tz: ZoneInfo, default_region: str | None) -> Schedule:
     verb = "schedule"
     parts = rest.split(None, 2)
     if len(parts) < 3:
@@ -233,37 +246,45 @@ def _schedule(rest: str, now: datetime, tz: ZoneInfo) -> Schedule:
         raise UsageError(f"{error.message}{both}", verb) from error
     send_at, message = read.at, read.rest
     if send_at <= now:
-        raise UsageError(f"{send_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({shown_time(send_at)}) is in the "
-                         "past: pick a time ahead", verb)
+        local = "" if tz.key == "UTC" else f"{send_at.astimezone(tz):%Y-%m-%d %H:%M %Z} = "
+        raise UsageError(f"{local}{shown_time(send_at)} is in the past: pick a time ahead", verb)
     message = unescape(message).strip()  # Slack sends `&amp;`, `<!channel>`…: the phone gets what was typed
-    _check_recipients(provider, recipients, verb)
+    recipients = _check_recipients(provider, recipients, verb, default_region)
     if not message:
         raise UsageError("the text is empty: write what to send after the time", verb)
-    if len(message) > MAX_TEXT:
-        raise UsageError(f"the text is {len(message):,} characters; at most {MAX_TEXT:,} can be sent", verb)
+    too_long = text_limits.check(provider, message)
+    if too_long is not None:
+        raise UsageError(too_long, verb)
     return Schedule(provider, recipients, send_at, message)
 
 
-def _check_recipients(provider: ProviderName, recipients: tuple[str, ...], verb: str) -> None:
+def _check_recipients(
+    provider: ProviderName, recipients: tuple[str, ...], verb: str, default_region: str | None
+) -> tuple[str, ...]:
+    """The recipients as the provider will get them: contact ids for HighLevel, E.164 numbers for
+    the others (national numbers read for `default_region`)."""
     if not recipients:
         raise UsageError("no recipients given", verb)
     if len(recipients) > MAX_RECIPIENTS:
         raise UsageError(f"{len(recipients):,} recipients; at most {MAX_RECIPIENTS:,} at a time", verb)
-    if len(set(recipients)) != len(recipients):
-        raise UsageError("a recipient is listed twice", verb)
     if provider is ProviderName.HIGHLEVEL:
         bad = [r for r in recipients if not _CONTACT.match(r)]
         if bad:
             raise UsageError(
                 f"`{_show(bad[0])}` is not a HighLevel contact id (HighLevel sends to contacts, not numbers)", verb
             )
-        return
-    bad = [r for r in recipients if not _E164.match(r)]
-    if bad:
-        raise UsageError(
-            f"`{_show(bad[0])}` is not a phone number in E.164 form, such as +15551234567 or +821012345678",
-            verb,
-        )
+    else:
+        try:
+            recipients = tuple(phones.normalise(r, default_region) for r in recipients)
+        except phones.PhoneError as error:
+            raise UsageError(f"`{_show(error.number)}` is not a phone number the bot can send to: {error.why}",
+                             verb) from None
+    seen: set[str] = set()
+    for recipient in recipients:
+        if recipient in seen:  # after normalising: 010-1234-5678 and +821012345678 are one number
+            raise UsageError(f"a recipient is listed twice ({_show(recipient)})", verb)
+        seen.add(recipient)
+    return recipients
 
 
 def _duration(word: str, verb: str) -> timedelta:

@@ -3,15 +3,29 @@ guard, and who may do what."""
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bot.durations import format_duration
 from bot.providers.base import ProviderName
 
 TELNYX_MIN_AHEAD = timedelta(minutes=5)
 TELNYX_MAX_AHEAD = timedelta(days=5)
-SOLAPI_MAX_AHEAD = timedelta(days=183)  # "at most 6 months"
+SOLAPI_MAX_MONTHS = 6  # "at most 6 months": calendar months, counted on Solapi's (Korean) calendar
+KST = timezone(timedelta(hours=9))
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months later (the month's last day if it is shorter)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def solapi_latest(now: datetime) -> datetime:
+    """The latest send time Solapi takes: six calendar months from now, on Korean dates."""
+    return add_months(now.astimezone(KST), SOLAPI_MAX_MONTHS)
 # twilio.com/docs/messaging/features/message-scheduling: "between 15 minutes and 35 days" ahead
 TWILIO_MIN_AHEAD = timedelta(minutes=15)
 TWILIO_MAX_AHEAD = timedelta(days=35)
@@ -49,8 +63,12 @@ def schedule_window(provider: ProviderName, send_at: datetime, now: datetime) ->
             f"Twilio schedules 15 minutes to 35 days ahead; {format_duration(ahead)} is too "
             f"{'soon' if ahead < TWILIO_MIN_AHEAD else 'far'}"
         )
-    if provider is ProviderName.SOLAPI and ahead > SOLAPI_MAX_AHEAD:
-        return Decision.refuse("Solapi schedules at most 6 months ahead")
+    if provider is ProviderName.SOLAPI and send_at > solapi_latest(now):
+        latest = solapi_latest(now)
+        return Decision.refuse(
+            f"Solapi schedules at most {SOLAPI_MAX_MONTHS} months ahead (calendar months), "
+            f"so no later than {latest:%Y-%m-%d %H:%M} KST"
+        )
     return Decision.allow()
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot import phones
 from bot.durations import parse_duration, parse_duration_list
 
 
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     sms_channel: str | None = None
     default_tz: str = "UTC"  # for times written without an offset when Slack does not know the writer's zone
 
+    # region for phone numbers typed without +country (010-1234-5678); empty: only +country numbers
+    default_region: str | None = phones.DEFAULT_REGION
+
     provider_connect_timeout: float = 5.0
     provider_read_timeout: float = 15.0
     log_level: str = "INFO"
@@ -101,6 +105,17 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise ValueError(f"{value!r} is not an IANA time zone, such as Asia/Seoul or America/New_York") from error
+        return value
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _region(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            if not phones.supported_region(value.strip()):
+                raise ValueError(f"{value!r} is not a region code such as KR or US (ISO 3166-1 alpha-2)")
+            return value.strip().upper()
         return value
 
     @field_validator("slack_api_url")

@@ -4,7 +4,12 @@ Facts this client relies on (design/providers.md §1):
 - every request carries `Authorization: HMAC-SHA256 apiKey=…, date=…, salt=…, signature=…`, the
   signature being hex HMAC-SHA256(secret, date + salt); a signature may be used only once, so each
   attempt (retries included) is signed afresh;
-- errors are `{"errorCode", "errorMessage"}`, the message often Korean: kept verbatim;
+- errors are `{"errorCode", "errorMessage"}`, the message often Korean: kept verbatim, with an English
+  explanation beside it when the code or message is a known one (ENGLISH below);
+- a recipient is a national number plus `country` (the calling code, "82" when absent), as the
+  official SDK's `Message` model sends it;
+- a group's recipients are `count.registeredSuccess` (registered, so they will be sent);
+  `count.total` also counts the ones refused at registration, and is not always filled;
 - a group is PENDING until sent (→ SENDING → COMPLETE) or scheduled (→ SCHEDULED); cancelling a
   schedule turns the group FAILED; only a PENDING group can be sent or deleted;
 - ids: groups `G4V…`, messages `M4V…` (32 characters).
@@ -28,6 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.clock import Clock, SystemClock
+from bot.phones import KOREA, for_solapi
 from bot.providers.base import (
     ErrorKind,
     MessageState,
@@ -70,10 +76,97 @@ def sign(api_key: str, api_secret: str, date: str, salt: str) -> str:
     return f"HMAC-SHA256 apiKey={api_key}, date={date}, salt={salt}, signature={signature}"
 
 
+# Solapi's error codes and (Korean) messages the bot knows, in English. A message is looked up
+# first (one code, such as InvalidStatus, has several messages), then its code; an unknown one is
+# shown as it came. Sources: the Solapi documents (seeds 000-002, authentication/api-key.md,
+# message-status-codes.md, scheduleGroupMessage.md) and design/providers.md §1.5.
+ENGLISH_BY_MESSAGE: dict[str, str] = {
+    "해당 그룹아이디가 존재하지 않습니다.": "there is no group with this id",
+    "요청하신 Resource를 찾을수 없습니다.": "the requested resource was not found",
+    "유효하지 않은 groupId": "this is not a valid group id",
+    "삭제 처리된 그룹으로는 발송이 안됩니다.": "a deleted group cannot be sent",
+    "그룹 생성에 실패했던 그룹입니다.\n그룹 로그를 확인해주세요.":
+        "this group failed (a cancelled schedule also leaves it FAILED); see the group's log",
+    "발송 예약된 그룹이므로 발송이 불가능합니다.": "the group is scheduled, so it cannot be sent now",
+    "이미 발송 요청된 그룹입니다.": "a send was already requested for this group",
+    "이미 발송이 완료된 그룹입니다.": "this group has already been sent",
+    "'PENDING' 상태의 그룹만 전송 가능합니다.": "only a PENDING group can be sent",
+    "'SCHEDULED' 상태의 그룹만 취소가 가능합니다.": "only a SCHEDULED group can be cancelled",
+    "예약시간은 현재시간보다 늦게 설정 가능합니다.": "the scheduled time must be later than now",
+    "발송 예정일이 6개월을 초과하여 발송 예약에 실패하였습니다.":
+        "the send date is more than 6 months ahead, so the schedule failed",
+    "유효한 API Key가 아님": "not a valid API key",
+    "생성한 Signature가 일치하지 않음": "the signature does not match (check SOLAPI_API_SECRET)",
+    "시간 값이 서버 시간을 15분 이상 벗어남": "the request's date is more than 15 minutes off Solapi's clock",
+    "15분 안에 동일한 signature 값": "the same signature was used twice within 15 minutes",
+    "필수 입력 값 미입력": "a required field is missing",
+    "중복 수신번호": "this recipient number is listed twice",
+    "SMS는 90byte LMS, MMS는 2000byte ATA, CTA는 한/영포함 1000자 CTI는 한/영포함 400자까지 사용 가능 합니다.":
+        "too long: SMS up to 90 bytes, LMS and MMS up to 2,000 bytes (EUC-KR)",
+}
+ENGLISH_BY_PATTERN: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^PENDING 상태의 그룹만 삭제할 수 있습니다\. 현재 상태는 (\w+) 입니다\.$"),
+     "only a PENDING group can be deleted; this one is {0}"),
+]
+ENGLISH_BY_CODE: dict[str, str] = {
+    "InvalidAPIKey": "not a valid API key",
+    "SignatureDoesNotMatch": "the signature does not match (check SOLAPI_API_SECRET)",
+    "RequestTimeTooSkewed": "the request's date is more than 15 minutes off Solapi's clock",
+    "DuplicatedSignature": "the same signature was used twice within 15 minutes",
+    "ResourceNotFound": "not found",
+    "DeletedGroup": "a deleted group cannot be sent",
+    "FailedGroup": "this group failed; see the group's log",
+    "ScheduledGroup": "the group is scheduled, so it cannot be sent now",
+    "GroupInProcessing": "a send was already requested for this group",
+    "AlreadySent": "this group has already been sent",
+    "InvalidScheduledDate": "the send time must be in the future and at most 6 months ahead",
+    "NotEnoughBalance": "the Solapi account's balance is too low",
+    "RecipientsTooMany": "too many recipients: at most 10,000 per request and 1,000,000 per group",
+    "InactiveApp": "the app is inactive",
+    "BlockedApp": "the app is blocked",
+    "1022": "the group was not found",
+    "1030": "the Solapi account's balance is too low",
+}
+
+
+def explain(code: str | None, message: str) -> str | None:
+    """The English meaning of a Solapi error, or None when the bot does not know it."""
+    known = ENGLISH_BY_MESSAGE.get(message.strip())
+    if known is not None:
+        return known
+    for pattern, english in ENGLISH_BY_PATTERN:
+        match = pattern.match(message.strip())
+        if match:
+            return english.format(*match.groups())
+    return ENGLISH_BY_CODE.get(code or "")
+
+
+def with_english(code: str | None, message: str) -> str:
+    """Solapi's message verbatim, and its English meaning beside it when known."""
+    english = explain(code, message)
+    if english is None or not re.search(r"[\uac00-\ud7a3]", message):
+        return message  # unknown, or already English: as it came
+    return f"{message} (in English: {english})"
+
+
+def recipient_fields(number: str) -> dict[str, str]:
+    """`to` (and `country` when not Korea) for one recipient, as Solapi and its SDK want them: an
+    E.164 number becomes its national number and calling code; anything else is passed on in
+    domestic form for Solapi to judge (the bot's own parser lets only E.164 through)."""
+    if number.strip().startswith("+"):
+        try:
+            national = for_solapi(number.strip())
+        except ValueError:  # phonenumbers' NumberParseException is a ValueError
+            return {"to": solapi_number(number)}
+        if national.country == str(KOREA):
+            return {"to": national.to}
+        return {"to": national.to, "country": national.country}
+    return {"to": solapi_number(number)}
+
+
 def solapi_number(number: str) -> str:
-    """Solapi takes Korean numbers in domestic form (`01012345678`); its `country` field is
-    documented as not supported. So `+82 10-1234-5678` becomes `01012345678`; other numbers lose
-    only their separators."""
+    """A number in Korean domestic form (`01012345678`): `+82 10-1234-5678` becomes
+    `01012345678`; a domestic number (the sender, SOLAPI_FROM) loses only its separators."""
     digits = re.sub(r"[\s\-().]", "", number)
     if digits.startswith("+82"):
         rest = digits[3:]
@@ -101,7 +194,7 @@ def _parse_error(response: httpx.Response, body: Any) -> ProviderError:
         code = body.get("errorCode")
         message = body.get("errorMessage")
         if isinstance(code, str) and code and isinstance(message, str):
-            return ProviderError(PROVIDER, kind, message, code=code, http_status=status)
+            return ProviderError(PROVIDER, kind, with_english(code, message), code=code, http_status=status)
     if body is None:
         what = "an empty body" if not response.content.strip() else "an unreadable body"
         return ProviderError(PROVIDER, kind, f"HTTP {status} with {what}", http_status=status)
@@ -153,13 +246,16 @@ def _group_state(body: Any, expected_id: str | None = None) -> MessageState:
     if count is not None:
         if not isinstance(count, dict):
             raise garbage(PROVIDER, f"group {group_id} count is not an object: {_short(count)}")
-        raw_total = count.get("total", 0)
+        # registeredSuccess counts the recipients that will be sent; total may be 0 while it is 1,
+        # and counts the refused registrations too (the SDK's send() compares it to registeredFailed)
+        field = "registeredSuccess" if "registeredSuccess" in count else "total"
+        raw_total = count.get(field, 0)
         if isinstance(raw_total, bool) or not isinstance(raw_total, int | str):
-            raise garbage(PROVIDER, f"group {group_id} count.total is not a number: {_short(raw_total)}")
+            raise garbage(PROVIDER, f"group {group_id} count.{field} is not a number: {_short(raw_total)}")
         try:
             total = int(raw_total)
         except ValueError:
-            raise garbage(PROVIDER, f"group {group_id} count.total is not a number: {raw_total!r}") from None
+            raise garbage(PROVIDER, f"group {group_id} count.{field} is not a number: {raw_total!r}") from None
     return MessageState(
         provider=PROVIDER,
         id=group_id,
@@ -291,7 +387,8 @@ class SolapiClient:
 
     async def _get_message(self, message_id: str) -> dict[str, Any]:
         entry: dict[str, Any] = await self._request(
-            "GET", "/messages/v4/list", params={"messageId": message_id}, idempotent=True,
+            # list-old: the path the official SDK's get_messages reads (answer: messageList by id)
+            "GET", "/messages/v4/list-old", params={"messageId": message_id}, idempotent=True,
             parse=lambda body: _message_entry(body, message_id),
         )
         return entry
@@ -359,15 +456,16 @@ class SolapiClient:
             raise ProviderError(
                 PROVIDER, ErrorKind.REJECTED, "no recipients to schedule", code="NoRecipients"
             )
+        # A timeout here leaves at most an empty PENDING group, which Solapi never sends; the error
+        # keeps its outcome_unknown kind all the same, as nothing can be read to settle it.
         group: MessageState = await self._request("POST", GROUPS, json_body={}, idempotent=False, parse=_group_state)
         group_id = group.id
+        # From here on the group's id is known, so every doubt is settled by reading that group.
         messages = [
-            {"to": solapi_number(to), "from": solapi_number(sender), "text": request.text}
-            for to in request.to
+            recipient_fields(to) | {"from": solapi_number(sender), "text": request.text} for to in request.to
         ]
         registered: list[str] = []
         failed: list[tuple[str, ProviderError]] = []
-        step = "add messages"
         try:
             for start in range(0, len(messages), MAX_MESSAGES_PER_ADD):
                 chunk = messages[start : start + MAX_MESSAGES_PER_ADD]
@@ -378,15 +476,29 @@ class SolapiClient:
                 )
                 registered.extend(ok)
                 failed.extend(bad)
-            if not registered:
-                reasons = "; ".join(f"{to}: {error.message}" for to, error in failed[:5])
-                raise ProviderError(
-                    PROVIDER,
-                    ErrorKind.REJECTED,
-                    f"Solapi accepted none of the {len(request.to)} recipient(s): {reasons}",
-                    code=failed[0][1].code if failed else None,
-                )
-            step = "schedule"
+        except ProviderError as error:
+            discarded = await self._discard(group_id)
+            if not error.outcome_unknown:
+                raise
+            # the schedule request was never sent: whatever the lost answer said, nothing goes out
+            left = ("the bot deleted it" if discarded else
+                    "it is left PENDING, which Solapi never sends by itself")
+            raise ProviderError(
+                PROVIDER, ErrorKind.REJECTED,
+                f"Solapi did not answer while the recipients were added to group {group_id} "
+                f"({error.message}); nothing was scheduled and {left}. Schedule again.",
+                code="NotScheduled", http_status=error.http_status,
+            ) from error
+        if not registered:
+            await self._discard(group_id)
+            reasons = "; ".join(f"{to}: {error.message}" for to, error in failed[:5])
+            raise ProviderError(
+                PROVIDER,
+                ErrorKind.REJECTED,
+                f"Solapi accepted none of the {len(request.to)} recipient(s): {reasons}",
+                code=failed[0][1].code if failed else None,
+            )
+        try:
             answer = await self._request(
                 "POST",
                 self._group_path(group_id, "/schedule"),
@@ -394,15 +506,11 @@ class SolapiClient:
                 idempotent=False,
             )
         except ProviderError as error:
-            if step == "schedule" and error.outcome_unknown:
-                # the schedule may have been taken even though its answer was lost
-                state = await self._state_or_none(group_id)
-                if state is not None and state.state is SendState.SCHEDULED:
-                    return ScheduleOutcome(
-                        scheduled=[self._scheduled(state, request, registered)], failed=failed
-                    )
-            await self._discard(group_id)
-            raise
+            if not error.outcome_unknown:
+                await self._discard(group_id)
+                raise
+            state = await self._settle_schedule(group_id, error)
+            return ScheduleOutcome(scheduled=[self._scheduled(state, request, registered)], failed=failed)
         try:
             state = _group_state(answer, group_id)
         except ProviderError:
@@ -410,6 +518,39 @@ class SolapiClient:
                 PROVIDER, group_id, SendState.SCHEDULED, "SCHEDULED", send_at=as_utc(request.send_at)
             )
         return ScheduleOutcome(scheduled=[self._scheduled(state, request, registered)], failed=failed)
+
+    async def _settle_schedule(self, group_id: str, error: ProviderError) -> MessageState:
+        """The schedule request's answer was lost (a timeout, a 5xx, an unreadable body): read the
+        group. Taken → its state. Still PENDING (or unreadable) → delete it, so a late schedule
+        cannot take effect, and say surely "not scheduled"; a refused delete means the schedule
+        took, so read again. Still unreadable → an error that keeps the outcome unknown and names
+        the group to check."""
+        state = await self._state_or_none(group_id)
+        if state is None or state.state is SendState.PENDING:
+            # deleting settles it either way: deleted, nothing goes out; refused, the schedule took
+            if await self._discard(group_id):
+                raise ProviderError(
+                    PROVIDER, ErrorKind.REJECTED,
+                    f"Solapi did not answer the schedule of group {group_id} ({error.message}); the group "
+                    "was still PENDING, so the bot deleted it: nothing will be sent. Schedule again.",
+                    code="NotScheduled", http_status=error.http_status,
+                ) from error
+            state = await self._state_or_none(group_id)  # not deletable: the schedule took, or unreadable
+        if state is not None and state.state in {SendState.SCHEDULED, SendState.SENDING, SendState.SENT}:
+            return state
+        if state is not None and state.state in {SendState.FAILED, SendState.DELETED}:
+            raise ProviderError(
+                PROVIDER, ErrorKind.REJECTED,
+                f"Solapi did not answer the schedule of group {group_id} ({error.message}); the group is "
+                f"now {state.status}, so nothing will be sent.",
+                code="NotScheduled", http_status=error.http_status,
+            ) from error
+        raise ProviderError(
+            PROVIDER, error.kind,
+            f"Solapi did not answer the schedule of group {group_id} ({error.message}) and the group could "
+            f"not be read afterwards: it may be scheduled. `/sms status {group_id}` tells.",
+            code=error.code, http_status=error.http_status, retry_after=error.retry_after,
+        ) from error
 
     @staticmethod
     def _scheduled(state: MessageState, request: ScheduleRequest, registered: list[str]) -> MessageState:
@@ -425,12 +566,15 @@ class SolapiClient:
             raw=state.raw,
         )
 
-    async def _discard(self, group_id: str) -> None:
-        """Delete a half-made (PENDING) group so it cannot be sent by mistake later."""
+    async def _discard(self, group_id: str) -> bool:
+        """Delete a half-made (PENDING) group so it cannot be sent by mistake later; True if it is
+        now deleted."""
         try:
-            await self._request("DELETE", self._group_path(group_id), idempotent=True)
+            await self.delete(group_id)
         except ProviderError as error:
             log.warning("could not delete the half-made Solapi group %s: %s", group_id, error)
+            return False
+        return True
 
     async def _state_or_none(self, group_id: str) -> MessageState | None:
         try:
@@ -507,7 +651,8 @@ def _registration(
                 ProviderError(
                     PROVIDER,
                     ErrorKind.REJECTED,
-                    message.strip() if isinstance(message, str) and message.strip() else f"status {code}",
+                    with_english(code, message.strip())
+                    if isinstance(message, str) and message.strip() else f"status {code}",
                     code=code or None,
                 ),
             ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.commands import USAGE, examples
+from bot.commands import RECIPIENTS_NOTE, USAGE, examples
 from bot.operations.results import Card, CardKind, Reply, Tone, inert
 from bot.providers.registry import display
 from bot.slack.ids import ActionId
@@ -84,9 +84,11 @@ def help_blocks(verb: str | None = None, now: datetime | None = None) -> list[Bl
              "and keeps a ledger of who did what.")
     soon = (now.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     month_start = f"{now.astimezone(UTC):%Y-%m}-01"  # a date that is never in the future
-    notes = (f"`<when>`: ISO-8601 with an offset (`{soon}T09:00+09:00`, `…Z`) or `in 90s` / `in 45m` / "
+    notes = (f"`<when>`: as you write it, in your Slack time zone (`tomorrow 9am`, `fri 14:00`, `24 dec 9am`, "
+             f"`내일 오전 9시`), ISO-8601 with an offset (`{soon}T09:00+09:00`, `…Z`) or `in 90s` / `in 45m` / "
              f"`in 2h` / `in 1d`.  `since`: a span back (`7d`, `12h`, `30m`), a date (`{month_start}`) or an "
-             "ISO-8601 time.  `<id>` may be prefixed `telnyx:`, `solapi:` or `highlevel:`.")
+             "ISO-8601 time.  `<id>` may be prefixed `telnyx:`, `twilio:`, `solapi:` or `highlevel:`.  "
+             + RECIPIENTS_NOTE)
     return [_section(intro), _section("\n".join(lines)), {"type": "context",
                                                           "elements": [{"type": "mrkdwn", "text": notes}]}]
 

@@ -121,6 +121,8 @@ def parse_iso(value: str) -> datetime:
 
 
 def add_months(moment: datetime, months: int) -> datetime:
+    """Calendar months, on Solapi's Korean calendar (its ids and dates are KST)."""
+    moment = moment.astimezone(KST)
     month = moment.month - 1 + months
     year = moment.year + month // 12
     month = month % 12 + 1
@@ -164,6 +166,7 @@ class FakeSolapi:
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self.rate_limit = rate_limit
         self.sending_for = sending_for  # how long a sent group stays SENDING before COMPLETE
+        self.balance = 10_000.0  # won, for GET /cash/v1/balance
         self.groups: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.group_message_ids: dict[str, list[str]] = {}
@@ -185,6 +188,9 @@ class FakeSolapi:
             Route(f"{v4}/groups/{{group_id}}/schedule", self._endpoint(self._cancel), methods=["DELETE"]),
             Route(f"{v4}/groups/{{group_id}}/send", self._endpoint(self._send), methods=["POST"]),
             Route(f"{v4}/list", self._endpoint(self._list_messages), methods=["GET"]),
+            # the official Python SDK (solapi 5.0.3, get_messages) reads this path, same answer shape
+            Route(f"{v4}/list-old", self._endpoint(self._list_messages), methods=["GET"]),
+            Route("/cash/v1/balance", self._endpoint(self._balance), methods=["GET"]),
             Route(f"{v4}/send-many/detail", self._endpoint(self._send_many), methods=["POST"]),
             Route(
                 "/{path:path}",
@@ -437,6 +443,7 @@ class FakeSolapi:
             "flagUpdated": False,
             "allowDuplicates": bool(options.get("allowDuplicates", False)),
             "accountId": ACCOUNT_ID,
+            "masterAccountId": None,  # the SDK's GroupMessageResponse requires the key (null allowed)
             "apiVersion": "4",
             "groupId": gid,
             "price": {},
@@ -451,9 +458,9 @@ class FakeSolapi:
     def _register(self, group: dict[str, Any], messages: list[Any], now: datetime) -> list[dict[str, Any]]:
         """Add messages; the ones that fail registration are kept but will not be sent."""
         gid = group["groupId"]
-        taken = {self.messages[mid]["to"] for mid in self.group_message_ids[gid]}
+        taken = {(self.messages[mid]["country"], self.messages[mid]["to"]) for mid in self.group_message_ids[gid]}
         results: list[dict[str, Any]] = []
-        added: dict[str, int] = {}
+        added: dict[tuple[str, str], int] = {}
         for item in messages:
             message = item if isinstance(item, dict) else {}
             to = message.get("to")
@@ -461,27 +468,33 @@ class FakeSolapi:
             text = message.get("text")
             to_digits = re.sub(r"-", "", to) if isinstance(to, str) else ""
             from_digits = re.sub(r"-", "", sender) if isinstance(sender, str) else ""
+            # `country` is the calling code without +, "82" when absent (the SDK's Message model);
+            # `to` is the national number: a `+` in it is a format error, as the SDK never sends one
+            country = message.get("country", "82")
+            country = str(country) if isinstance(country, str | int) else ""
             kind = str(message.get("type") or "").upper()
-            size = len(text.encode("euc-kr", errors="replace")) if isinstance(text, str) else 0
+            # bytes in EUC-KR, every Hangul syllable 2 (CP949, as Korean phones count), anything
+            # it cannot encode 1 (a `?`): see bot/text_limits.py for what rests on the documents
+            size = len(text.encode("cp949", errors="replace")) if isinstance(text, str) else 0
             if not kind:
                 kind = "SMS" if size <= 90 else "LMS"
             if not to_digits or not from_digits or not isinstance(text, str) or not text:
                 code, why = MISSING_FIELD
-            elif not to_digits.isdigit() or not from_digits.isdigit():
+            elif not to_digits.isdigit() or not from_digits.isdigit() or not country.isdigit():
                 code, why = FORMAT_ERROR
             elif size > 2000:
                 code, why = TOO_LONG
-            elif to_digits in taken and not group["allowDuplicates"]:
+            elif (country, to_digits) in taken and not group["allowDuplicates"]:
                 code, why = DUPLICATE_TO
             else:
                 code, why = ACCEPTED
-                taken.add(to_digits)
+                taken.add((country, to_digits))
             mid = self._new_id("M4V", now, self.messages)
             record = {
                 "messageId": mid,
                 "groupId": gid,
                 "type": kind,
-                "country": "82",
+                "country": country or "82",
                 "to": to_digits or to,
                 "from": from_digits or sender,
                 "text": text,
@@ -502,9 +515,9 @@ class FakeSolapi:
             count["total"] += 1
             if code == ACCEPTED[0]:
                 count["registeredSuccess"] += 1
-                added[kind] = added.get(kind, 0) + 1
+                added[(country, kind)] = added.get((country, kind), 0) + 1
                 charge = group["countForCharge"].setdefault(kind.lower(), {})
-                charge["82"] = charge.get("82", 0) + 1
+                charge[country] = charge.get(country, 0) + 1
             else:
                 count["registeredFailed"] += 1
             results.append(
@@ -515,10 +528,10 @@ class FakeSolapi:
                 | {"statusMessage": why}
             )
         names = {"SMS": "단문문자(SMS)", "LMS": "장문문자(LMS)"}
-        for kind, n in added.items():
+        for (country, kind), n in added.items():
             group["log"].append(
                 {
-                    "message": f"국가코드(82)의 {names.get(kind, kind)} {n} 건이 추가되었습니다.",
+                    "message": f"국가코드({country})의 {names.get(kind, kind)} {n} 건이 추가되었습니다.",
                     "createAt": iso(now),
                 }
             )
@@ -738,7 +751,13 @@ class FakeSolapi:
                 raise SolapiError(400, "InvalidStatus", CANCEL_ONLY_SCHEDULED)
             now = self.now()
             self._set_status(group, "FAILED", now, CANCELLED)
-            return {"createAt": iso(now), "message": CANCELLED}
+            # The old CoolSMS page (seed 000) shows {createAt, message}; the official SDK
+            # (cancel_scheduled_message) parses the answer as the group, so the fake answers that.
+            return group
+
+    async def _balance(self, request: Request) -> Any:
+        """The account's balance (the SDK's get_balance): the fake account always has some."""
+        return {"balance": self.balance, "point": 0}
 
     async def _send(self, request: Request) -> Any:
         with self._lock:

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from bot.clock import FrozenClock
+from bot.policy import schedule_window
 from bot.providers.base import ErrorKind, Provider, ProviderError, ProviderName, ScheduleRequest, SendState
 from bot.providers.http import RetryPolicy
-from bot.providers.solapi import SolapiClient, solapi_number
+from bot.providers.solapi import SolapiClient, solapi_number, with_english
 from tests.fakes.solapi import (
     CANCEL_ONLY_SCHEDULED,
     NOT_FOUND_GROUP,
@@ -41,6 +42,11 @@ def client_for(fake: FakeSolapi, **kwargs: object) -> SolapiClient:
 
 def in_hours(hours: float) -> datetime:
     return datetime.now(UTC) + timedelta(hours=hours)
+
+
+def verbatim(error: ProviderError) -> str:
+    """Solapi's own message, without the English explanation the client adds beside it."""
+    return error.message.split(" (in English: ", 1)[0]
 
 
 async def expect_error(call: object) -> ProviderError:
@@ -120,7 +126,7 @@ async def test_unknown_group_and_message_are_not_found(solapi_client: SolapiClie
     error = await expect_error(solapi_client.status("G4V20261124090000ABCDEFGHIJ12345"))
     assert error.kind is ErrorKind.NOT_FOUND
     assert error.code == "ResourceNotFound"
-    assert error.message == NOT_FOUND_GROUP
+    assert verbatim(error) == NOT_FOUND_GROUP
     assert error.http_status == 404
 
     error = await expect_error(solapi_client.status("M4V20261124090000ABCDEFGHIJ12345"))
@@ -131,7 +137,7 @@ async def test_unknown_group_and_message_are_not_found(solapi_client: SolapiClie
 async def test_malformed_group_id_is_refused_by_the_provider(solapi_client: SolapiClient) -> None:
     error = await expect_error(solapi_client.status("G4Vnot-a-group"))
     assert error.kind is ErrorKind.REJECTED
-    assert (error.code, error.message, error.http_status) == ("ValidationError", "유효하지 않은 groupId", 400)
+    assert (error.code, verbatim(error), error.http_status) == ("ValidationError", "유효하지 않은 groupId", 400)
 
 
 async def test_a_scheduled_group_whose_time_passed_reads_complete(fake_solapi: FakeSolapi) -> None:
@@ -173,7 +179,9 @@ async def test_cancel_pending_group_is_refused_with_the_korean_message(
     error = await expect_error(solapi_client.cancel(group_id))
     assert error.kind is ErrorKind.REJECTED
     assert error.code == "InvalidStatus"
-    assert error.message == "'SCHEDULED' 상태의 그룹만 취소가 가능합니다."
+    assert error.message == (
+        "'SCHEDULED' 상태의 그룹만 취소가 가능합니다. (in English: only a SCHEDULED group can be cancelled)"
+    )
     assert error.http_status == 400
     assert "'SCHEDULED' 상태의 그룹만 취소가 가능합니다." in str(error)
     assert fake_solapi.groups[group_id]["status"] == "PENDING"
@@ -182,7 +190,7 @@ async def test_cancel_pending_group_is_refused_with_the_korean_message(
 
 async def test_cancel_unknown_group(solapi_client: SolapiClient) -> None:
     error = await expect_error(solapi_client.cancel("G4V20261124090000ZZZZZZZZZZZZZZZ"))
-    assert (error.kind, error.code, error.message) == (
+    assert (error.kind, error.code, verbatim(error)) == (
         ErrorKind.NOT_FOUND,
         "ResourceNotFound",
         NOT_FOUND_GROUP,
@@ -241,7 +249,7 @@ async def test_retried_cancel_of_a_pending_group_still_reports_invalid_status(
     fake_solapi.server.faults.status(500, method="DELETE", path_contains="/schedule", times=1)
     error = await expect_error(solapi_client.cancel(group_id))
     assert error.code == "InvalidStatus"
-    assert error.message == CANCEL_ONLY_SCHEDULED
+    assert verbatim(error) == CANCEL_ONLY_SCHEDULED
     assert fake_solapi.groups[group_id]["status"] == "PENDING"
 
 
@@ -251,7 +259,7 @@ async def test_cancel_of_an_already_cancelled_group_is_refused_without_retry(
     # only a *retried* cancel may read "FAILED" as "done by our earlier attempt"
     group_id = fake_solapi.add_group(status="FAILED")
     error = await expect_error(solapi_client.cancel(group_id))
-    assert (error.code, error.message) == ("InvalidStatus", CANCEL_ONLY_SCHEDULED)
+    assert (error.code, verbatim(error)) == ("InvalidStatus", CANCEL_ONLY_SCHEDULED)
 
 
 # -- auth -------------------------------------------------------------------------------------
@@ -263,7 +271,7 @@ async def test_wrong_secret_is_an_auth_error(fake_solapi: FakeSolapi) -> None:
         error = await expect_error(client.status(fake_solapi.add_group()))
         assert error.kind is ErrorKind.AUTH
         assert (error.code, error.http_status) == ("SignatureDoesNotMatch", 403)
-        assert error.message == "생성한 Signature가 일치하지 않음"
+        assert verbatim(error) == "생성한 Signature가 일치하지 않음"
         error = await expect_error(client.ping())
         assert error.kind is ErrorKind.AUTH
     finally:
@@ -365,7 +373,7 @@ async def test_send_only_pending_groups(
 ) -> None:
     group_id = fake_solapi.add_group(status=word)
     error = await expect_error(solapi_client.send(group_id))
-    assert (error.kind, error.code, error.http_status, error.message) == (
+    assert (error.kind, error.code, error.http_status, verbatim(error)) == (
         ErrorKind.REJECTED,
         code,
         http_status,
@@ -556,7 +564,7 @@ async def test_schedule_more_than_six_months_ahead_is_refused_and_cleaned_up(
             )
         )
     )
-    assert (error.kind, error.code, error.message) == (
+    assert (error.kind, error.code, verbatim(error)) == (
         ErrorKind.REJECTED,
         "InvalidScheduledDate",
         SCHEDULE_TOO_FAR,
@@ -573,7 +581,7 @@ async def test_schedule_in_the_past_is_refused(fake_solapi: FakeSolapi, solapi_c
             )
         )
     )
-    assert (error.code, error.message) == ("InvalidScheduledDate", SCHEDULE_IN_PAST)
+    assert (error.code, verbatim(error)) == ("InvalidScheduledDate", SCHEDULE_IN_PAST)
     assert [g["status"] for g in fake_solapi.groups.values()] == ["DELETED"]
 
 
@@ -671,7 +679,9 @@ async def test_schedule_failing_after_creation_deletes_the_group(
     error = await expect_error(
         solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=in_hours(1)))
     )
-    assert error.kind is ErrorKind.UNAVAILABLE
+    # the schedule request was never sent, so "not scheduled" is sure despite the lost answer
+    assert (error.kind, error.code, error.outcome_unknown) == (ErrorKind.REJECTED, "NotScheduled", False)
+    assert "nothing was scheduled and the bot deleted it" in error.message
     assert fake_solapi.calls("PUT") == 1  # adding messages is not repeated blindly
     assert [g["status"] for g in fake_solapi.groups.values()] == ["DELETED"]
 
@@ -714,7 +724,10 @@ async def test_delete_scheduled_group_is_refused(
     group_id = fake_solapi.add_group(status="SCHEDULED")
     error = await expect_error(solapi_client.delete(group_id))
     assert (error.kind, error.code, error.http_status) == (ErrorKind.REJECTED, "NotOperationalStatus", 400)
-    assert error.message == "PENDING 상태의 그룹만 삭제할 수 있습니다. 현재 상태는 SCHEDULED 입니다."
+    assert error.message == (
+        "PENDING 상태의 그룹만 삭제할 수 있습니다. 현재 상태는 SCHEDULED 입니다. "
+        "(in English: only a PENDING group can be deleted; this one is SCHEDULED)"
+    )
     assert fake_solapi.groups[group_id]["status"] == "SCHEDULED"
 
 
@@ -751,3 +764,129 @@ def test_solapi_number() -> None:
     assert solapi_number("+82010-1234-5678") == "01012345678"
     assert solapi_number("010-1234-5678") == "01012345678"
     assert solapi_number("02-930-2266") == "029302266"
+
+
+# -- numbers, counts, lengths, six months -------------------------------------------------------
+
+
+async def test_a_number_outside_korea_goes_with_its_country_code_apart(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    outcome = await solapi_client.schedule(
+        ScheduleRequest(to=("+15551234567", "+821033334444"), text="hello", send_at=in_hours(1))
+    )
+    assert outcome.failed == []
+    [put] = fake_solapi.server.requests_to("PUT")
+    assert put.json()["messages"] == [
+        {"to": "5551234567", "country": "1", "from": SOLAPI_SENDER, "text": "hello"},
+        {"to": "01033334444", "from": SOLAPI_SENDER, "text": "hello"},  # Korea: no country, as the SDK's default
+    ]
+    sent = fake_solapi.messages_of(outcome.scheduled[0].id)
+    assert [(m["country"], m["to"], m["status"]) for m in sent] == [
+        ("1", "5551234567", "SCHEDULED"), ("82", "01033334444", "SCHEDULED")]
+    assert fake_solapi.groups[outcome.scheduled[0].id]["countForCharge"]["sms"] == {"1": 1, "82": 1}
+
+
+async def test_fake_refuses_an_international_number_in_to(fake_solapi: FakeSolapi) -> None:
+    """What the bot used to send: `+1555…` in `to` and no `country` is a format error."""
+    group_id = fake_solapi.add_group(status="PENDING", recipients=())
+    async with httpx.AsyncClient(base_url=fake_solapi.url) as http:
+        answer = await http.put(
+            f"{GROUPS}/{group_id}/messages",
+            json={"messages": [{"to": "+15551234567", "from": "029302266", "text": "x"}]},
+            headers={"Authorization": _header(fake_solapi)},
+        )
+    assert answer.json()["resultList"][0]["statusCode"] == "1011"
+
+
+async def test_recipients_are_counted_from_registered_success(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    group_id = fake_solapi.add_group(status="SCHEDULED", recipients=("01011112222", "not-a-number"))
+    assert fake_solapi.groups[group_id]["count"]["total"] == 2  # the refused registration counts too
+    assert (await solapi_client.status(group_id)).recipient_count == 1
+    fake_solapi.groups[group_id]["count"]["total"] = 0  # as Solapi has answered: total 0, registeredSuccess 1
+    assert (await solapi_client.status(group_id)).recipient_count == 1
+
+
+async def test_the_fake_refuses_more_than_2000_euc_kr_bytes_with_solapis_code(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    outcome = await solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="가" * 1000, send_at=in_hours(1)))
+    assert [m["type"] for m in fake_solapi.messages_of(outcome.scheduled[0].id)] == ["LMS"]
+    error = await expect_error(
+        solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="가" * 1001, send_at=in_hours(1)))
+    )
+    assert error.code == "1031" and "01011112222: SMS는 90byte LMS, MMS는 2000byte ATA" in error.message
+    assert "in English: too long: SMS up to 90 bytes, LMS and MMS up to 2,000 bytes (EUC-KR)" in error.message
+
+
+async def test_six_calendar_months_not_183_days() -> None:
+    now = datetime(2026, 8, 31, 0, 0, tzinfo=UTC)  # 09:00 on 31 August in Korea
+    clock = FrozenClock(now)
+    with FakeSolapi(now=clock.now) as fake:
+        client = client_for(fake, clock=clock)
+        try:
+            latest = datetime(2027, 2, 28, 0, 0, tzinfo=UTC)  # 28 February: no 31st
+            ok = await client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=latest))
+            assert ok.scheduled[0].state is SendState.SCHEDULED
+            too_far = latest + timedelta(days=1)  # 182 days ahead: under 183 days, over six months
+            error = await expect_error(
+                client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=too_far))
+            )
+            assert (error.code, verbatim(error)) == ("InvalidScheduledDate", SCHEDULE_TOO_FAR)
+        finally:
+            await client.aclose()
+    assert not schedule_window(ProviderName.SOLAPI, too_far, now).allowed
+    assert "no later than 2027-02-28 09:00 KST" in schedule_window(ProviderName.SOLAPI, too_far, now).reason
+    assert schedule_window(ProviderName.SOLAPI, latest, now).allowed
+
+
+def test_unknown_errors_are_shown_as_they_came() -> None:
+    assert with_english("SomethingNew", "새로운 오류입니다.") == "새로운 오류입니다."
+    assert with_english("InvalidAPIKey", "Invalid API Key") == "Invalid API Key"  # English already
+    assert with_english("NotEnoughBalance", "잔액이 부족합니다.") == (
+        "잔액이 부족합니다. (in English: the Solapi account's balance is too low)")
+
+
+# -- a lost answer while scheduling is settled by reading the group ----------------------------------
+
+
+async def test_a_schedule_whose_answer_is_lost_while_pending_is_deleted_and_surely_not_scheduled(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    fake_solapi.server.faults.status(500, method="POST", path_contains="/schedule")  # not carried out
+    error = await expect_error(
+        solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=in_hours(1)))
+    )
+    assert (error.code, error.outcome_unknown) == ("NotScheduled", False)
+    assert "was still PENDING, so the bot deleted it: nothing will be sent" in error.message
+    assert [g["status"] for g in fake_solapi.groups.values()] == ["DELETED"]
+    assert fake_solapi.calls("POST", "/schedule") == 1
+
+
+async def test_a_schedule_that_took_but_whose_delete_was_refused_is_reported_scheduled(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    """Used to be: the cleanup DELETE failed quietly and the bot said "not scheduled" for a group
+    Solapi held SCHEDULED. Now the group is read back and the schedule reported."""
+    fake_solapi.lose_answer("POST", "/schedule", status=504)
+    fake_solapi.server.faults.drop(method="GET", times=3)  # the first read-back fails entirely
+    outcome = await solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=in_hours(1)))
+    [state] = outcome.scheduled
+    assert state.state is SendState.SCHEDULED and fake_solapi.groups[state.id]["status"] == "SCHEDULED"
+
+
+async def test_a_schedule_whose_group_cannot_be_read_back_stays_unknown_and_names_the_group(
+    fake_solapi: FakeSolapi, solapi_client: SolapiClient
+) -> None:
+    fake_solapi.lose_answer("POST", "/schedule", status=504)
+    fake_solapi.server.faults.drop(method="GET", times=None)
+    fake_solapi.server.faults.drop(method="DELETE", times=None)
+    error = await expect_error(
+        solapi_client.schedule(ScheduleRequest(to=("01011112222",), text="x", send_at=in_hours(1)))
+    )
+    [group_id] = fake_solapi.groups
+    assert error.outcome_unknown  # never "not scheduled": Solapi holds it SCHEDULED
+    assert fake_solapi.groups[group_id]["status"] == "SCHEDULED"
+    assert f"it may be scheduled. `/sms status {group_id}` tells" in error.message

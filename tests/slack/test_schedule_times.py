@@ -33,9 +33,8 @@ def test_tomorrow_9am_is_9am_where_the_writer_is(bot, slack, telnyx):
         send = by_writer[user]
         assert send.send_at.replace(tzinfo=UTC) == tomorrow_at(zone, 9)
         # what Telnyx was asked for is that instant, and the text is only the text
-        message = telnyx.messages[send.target]
-        assert datetime.fromisoformat(message["send_at"].replace("Z", "+00:00")) == tomorrow_at(zone, 9)
-        assert message["text"] == "Doors open"
+        assert telnyx.send_at_of(send.target) == tomorrow_at(zone, 9)
+        assert telnyx.messages[send.target]["text"] == "Doors open"
 
 
 def test_korean_phrasing_is_read_for_solapi_teams(bot, slack, solapi):

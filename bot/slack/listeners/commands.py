@@ -45,7 +45,8 @@ def register(app: AsyncApp, services: Services) -> None:
         started = time.perf_counter()
         rid = context.get("request_id") or new_request_id()
         try:
-            parsed = commands.parse(command.get("text") or "", services.now(), await _writer_zone(services, command))
+            parsed = commands.parse(command.get("text") or "", services.now(), await _writer_zone(services, command),
+                                    default_region=services.settings.default_region)
         except commands.UsageError as error:
             usage = f"\nUsage: `{error.usage}`" if error.usage else "\nType `/sms help` for every command."
             reply = Reply(Tone.ERROR, f"{error.message}.{usage}" if not error.message.endswith(".")
