@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SIGNING_SECRET = "bench-signing-secret-7d1e"
-BOT_TOKEN = "xoxb-test-token"  # what tests/fakes/slack.py accepts
+BOT_TOKEN = "xoxb-test-token"  # what bot/sandbox/slack.py accepts
 TEAM_ID = "T0TEST001"
 CHANNEL = "C0BENCH01"
 USER = "U0BENCH01"
@@ -361,9 +361,9 @@ def fakes_main(argv: list[str]) -> int:
     parser.add_argument("--highlevel-limit", type=str, default="100/10")
     options = parser.parse_args(argv)
 
-    from tests.fakes.highlevel import FakeHighLevel
-    from tests.fakes.slack import FakeSlack
-    from tests.fakes.telnyx import FakeTelnyx
+    from bot.sandbox.highlevel import FakeHighLevel
+    from bot.sandbox.slack import FakeSlack
+    from bot.sandbox.telnyx import FakeTelnyx
 
     def limit(text: str) -> tuple[int, float] | None:
         if not text or text == "none":

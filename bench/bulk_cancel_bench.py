@@ -75,7 +75,7 @@ def _ledger(database_url: str) -> tuple[Counter[str], Counter[str]]:
 
 
 def _wait_for_sweep(database_url: str, expected: int, timeout: float = 120.0) -> float:
-    """The bot plans a reminder for every upcoming send when it starts (bot/reminders.py, in the
+    """The bot plans a reminder for every upcoming send when it starts (bot/reminders/, in the
     background): let that finish, so the bulk cancel is measured on its own."""
     from sqlalchemy import text
 

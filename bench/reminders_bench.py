@@ -50,11 +50,11 @@ from apscheduler.triggers.date import DateTrigger  # noqa: E402
 from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bot.operations.results import Card  # noqa: E402
+from bot.domain.results import Card  # noqa: E402
+from bot.infra.settings import Settings  # noqa: E402
+from bot.operations.services import Services  # noqa: E402
 from bot.providers.base import MessageState, ProviderName, SendState  # noqa: E402
 from bot.reminders import JOBS_TABLE, Reminders, _JobStore, fire_reminder, job_id  # noqa: E402
-from bot.services import Services  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from db.engine import make_engine, normalise_url  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import TrackedSend  # noqa: E402

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bot import logs
-from bot.settings import Settings
+from bot.infra import logs
+from bot.infra.settings import Settings
 
 USAGE = """\
 {prog}                       run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT;
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 def _uses_database_url(command: str, rest: list[str], settings: Settings) -> bool:
     """Whether this command works on DATABASE_URL (the sandbox console keeps a file of its own)."""
     if command == "console" or (command == "run" and settings.slack_bot_token is None):
-        from bot.console import database_for, has_provider_credentials
+        from bot.cli.console import database_for, has_provider_credentials
 
         if "-h" in rest or "--help" in rest or any(arg == "--db" or arg.startswith("--db=") for arg in rest):
             return False
@@ -89,7 +89,7 @@ def _dispatch(command: str, rest: list[str], settings: Settings) -> int:
         case "run":
             return run(settings, rest)
         case "console":
-            from bot.console import console_main
+            from bot.cli.console import console_main
 
             return console_main(rest, settings)
         case "migrate":
@@ -99,11 +99,11 @@ def _dispatch(command: str, rest: list[str], settings: Settings) -> int:
             print(f"database schema is up to date ({_shown_database(settings.database_url)})")
             return 0
         case "audit":
-            from bot.audit_cli import audit_main
+            from bot.cli.audit import audit_main
 
             return audit_main(rest, settings.database_url)
         case "verify-ledger":
-            from bot.audit_cli import verify_main
+            from bot.cli.audit import verify_main
 
             return verify_main(rest, settings.database_url)
     print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
@@ -123,7 +123,7 @@ def run(settings: Settings, rest: list[str]) -> int:
     if settings.slack_bot_token is None:
         if sys.stdin.isatty():
             print("No SLACK_BOT_TOKEN is set: starting the local console instead (see README).\n")
-            from bot.console import console_main
+            from bot.cli.console import console_main
 
             return console_main(["--sandbox"] if options.sandbox else [], settings)
         print("smsops: SLACK_BOT_TOKEN is not set. Put the Slack tokens in .env (see README), "
@@ -132,7 +132,7 @@ def run(settings: Settings, rest: list[str]) -> int:
     if options.sandbox:
         print("smsops: --sandbox is for the console; a Slack-connected bot uses real providers.", file=sys.stderr)
         return 2
-    from bot.runtime import Runtime
+    from bot.server.runtime import Runtime
 
     runtime = Runtime(settings)
     if settings.slack_app_token is not None:
@@ -153,13 +153,13 @@ async def _socket_mode(runtime: object, settings: Settings) -> None:
     import uvicorn
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.http import build_asgi
-    from bot.runtime import Runtime
+    from bot.server.http import build_asgi
+    from bot.server.runtime import Runtime
 
     assert isinstance(runtime, Runtime)
     assert settings.slack_app_token is not None
     # /healthz, /metrics and webhooks are still served on PORT; Slack traffic comes over the socket.
-    from bot.webhooks import telnyx_webhook_endpoint, twilio_webhook_endpoint
+    from bot.server.webhooks import telnyx_webhook_endpoint, twilio_webhook_endpoint
 
     side = build_asgi(runtime.app, runtime.services, runtime.signing_secret or "unused",
                       scheduler_running=runtime.scheduler_running,

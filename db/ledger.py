@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Row, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from bot.clock import Clock, SystemClock
+from bot.domain.clock import Clock, SystemClock
 from db.models import LedgerEntry
 
 GENESIS = "0" * 64

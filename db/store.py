@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
-from bot.clock import Clock
+from bot.domain.clock import Clock
 from db.engine import reader, write_gate
 from db.ledger import EntryDraft, append, append_row
 from db.models import (

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.fakes.slack import FakeSlack
+from bot.sandbox.slack import FakeSlack
 from tests.support import pg
 
 # Watches the whole session for secrets in logs, Slack answers and the ledger (tests/faults/secrets_plugin.py).
@@ -76,11 +76,11 @@ def slack() -> Iterator[FakeSlack]:
 
 
 # --- the fake providers and the bot wired to them -------------------------------------------------
-from tests.fakes.highlevel import FakeHighLevel  # noqa: E402
-from tests.fakes.solapi import FakeSolapi  # noqa: E402
-from tests.fakes.telnyx import FakeTelnyx  # noqa: E402
-from tests.fakes.twilio import FakeTwilio  # noqa: E402
-from tests.support.harness import BotHarness  # noqa: E402
+from bot.sandbox.harness import BotHarness  # noqa: E402
+from bot.sandbox.highlevel import FakeHighLevel  # noqa: E402
+from bot.sandbox.solapi import FakeSolapi  # noqa: E402
+from bot.sandbox.telnyx import FakeTelnyx  # noqa: E402
+from bot.sandbox.twilio import FakeTwilio  # noqa: E402
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.ids import TargetRef
+from bot.domain.ids import TargetRef
+from bot.domain.results import Card, CardKind, Reply, Tone
 from bot.operations.common import Invoker, Stop, card_for, describe_error, ledger_detail, resolve, when
-from bot.operations.results import Card, CardKind, Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ProviderError, ProviderName, SendState
 from bot.providers.registry import display
-from bot.services import Services
 from db.models import Action, Approval, ApprovalState, Intent, Outcome, TrackedSend
 from db.store import new_id
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.ids import TargetRef
+from bot.domain.ids import TargetRef
+from bot.domain.results import Reply, Tone
 from bot.operations.cancel import already, cancel_one, summarise
 from bot.operations.common import Invoker
-from bot.operations.results import Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ProviderName
-from bot.services import Services
 
 
 async def cancel_batch(services: Services, who: Invoker, batch_id: str) -> Reply:

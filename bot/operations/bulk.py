@@ -16,14 +16,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bot import commands
-from bot.ids import TargetRef
+from bot.domain import commands
+from bot.domain.ids import TargetRef
+from bot.domain.results import Reply, Tone, inert
 from bot.operations.cancel import CancelResult, cancel_one, cancel_resolved
 from bot.operations.common import Invoker, Resolved, Stop, provider_for, when
-from bot.operations.results import Reply, Tone, inert
+from bot.operations.services import Services
 from bot.providers.base import ProviderName
 from bot.providers.registry import display
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

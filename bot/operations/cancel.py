@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot import policy
-from bot.ids import TargetRef
+from bot.domain import policy
+from bot.domain.ids import TargetRef
+from bot.domain.results import CardKind, Reply, Tone
 from bot.operations.approval import close_for_send
 from bot.operations.common import (
     Invoker,
@@ -17,10 +18,9 @@ from bot.operations.common import (
     resolve,
     when,
 )
-from bot.operations.results import CardKind, Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ErrorKind, MessageState, ProviderError, ProviderName, SendState
 from bot.providers.registry import display
-from bot.services import Services
 from db.models import Action, Intent, Outcome, TrackedSend
 from db.store import CANCELLING, new_id
 

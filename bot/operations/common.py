@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.durations import format_duration
-from bot.ids import TargetRef
-from bot.operations.results import Card, CardKind, Reply, Tone, inert
+from bot.domain.durations import format_duration
+from bot.domain.ids import TargetRef
+from bot.domain.results import Card, CardKind, Reply, Tone, inert
+from bot.operations.services import Services
 from bot.providers.base import ErrorKind, Provider, ProviderError, ProviderName
 from bot.providers.registry import CREDENTIALS, display
-from bot.services import Services
 from db.ledger import EntryDraft
 from db.models import TrackedSend
 

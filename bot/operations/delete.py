@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot.ids import TargetRef
+from bot.domain.ids import TargetRef
+from bot.domain.results import Reply, Tone
 from bot.operations.approval import close_for_send
 from bot.operations.common import Invoker, Stop, describe_error, ledger_detail, resolve, when
-from bot.operations.results import Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ProviderError, ProviderName, SendState
 from bot.providers.registry import display
-from bot.services import Services
 from db.models import Action, Intent, Outcome
 from db.store import new_id
 

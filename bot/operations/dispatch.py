@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot import commands
+from bot.domain import commands
+from bot.domain.results import Reply, Tone
 from bot.operations import approval, cancel, delete, listing, schedule, status
 from bot.operations.bulk import cancel_mine
 from bot.operations.common import Invoker
-from bot.operations.results import Reply, Tone
-from bot.services import Services
+from bot.operations.services import Services
 
 
 async def run(services: Services, who: Invoker, command: commands.Command) -> Reply:

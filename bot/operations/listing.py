@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot import commands
-from bot.ids import TargetRef
+from bot.domain import commands
+from bot.domain.ids import TargetRef
+from bot.domain.results import Reply, Tone, inert
 from bot.operations.common import Invoker, when
-from bot.operations.results import Reply, Tone, inert
+from bot.operations.services import Services
 from bot.providers.registry import display
-from bot.services import Services
 from db.audit import AuditFilter, action_words, query
 from db.models import Action, LedgerEntry, Outcome
 

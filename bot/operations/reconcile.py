@@ -11,9 +11,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.domain.results import Card, CardKind
 from bot.operations.common import Invoker, describe_error, ledger_detail, when
-from bot.operations.results import Card, CardKind
 from bot.operations.schedule import UNKNOWN_KIND, tracked_send, unknown_intent
+from bot.operations.services import Services
 from bot.providers.base import (
     ErrorKind,
     MessageState,
@@ -25,7 +26,6 @@ from bot.providers.base import (
     repeats_schedule_safely,
 )
 from bot.providers.registry import display
-from bot.services import Services
 from db.ledger import EntryDraft
 from db.models import SYSTEM_ACTOR, Action, ApprovalState, Intent, Outcome
 from db.store import new_id

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from bot import commands, policy
+from bot.domain import commands, policy
+from bot.domain.results import CardKind, Reply, Tone
 from bot.operations.common import Invoker, Stop, card_for, describe_error, ledger_detail, provider_for, when
-from bot.operations.results import CardKind, Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import (
     MessageState,
     ProviderError,
@@ -18,7 +19,6 @@ from bot.providers.base import (
     repeats_schedule_safely,
 )
 from bot.providers.registry import display
-from bot.services import Services
 from db.models import Action, Intent, Outcome, TrackedSend
 from db.store import new_id
 

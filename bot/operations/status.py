@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from bot.ids import TargetRef
+from bot.domain.ids import TargetRef
+from bot.domain.results import Reply, Tone
 from bot.operations.common import Invoker, Stop, describe_error, resolve, when
-from bot.operations.results import Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ProviderError
 from bot.providers.registry import CREDENTIALS, display
-from bot.services import Services
 
 PING_TIMEOUT = 5.0
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bot.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
+from bot.infra.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.ratelimit import RateLimiter, default_limiter
 from bot.providers.transport import AiohttpTransport

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bot.infra.settings import Settings
 from bot.providers.base import Provider, ProviderName
-from bot.settings import Settings
 
 CREDENTIALS: dict[ProviderName, str] = {
     ProviderName.SOLAPI: "SOLAPI_API_KEY and SOLAPI_API_SECRET",

@@ -32,8 +32,8 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.clock import Clock, SystemClock
-from bot.phones import KOREA, for_solapi
+from bot.domain.clock import Clock, SystemClock
+from bot.domain.phones import KOREA, for_solapi
 from bot.providers.base import (
     ErrorKind,
     MessageState,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import httpx
 
-from bot.loop_session import LoopSession
+from bot.infra.loop_session import LoopSession
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

@@ -10,8 +10,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.logs import request_id
-from bot.services import Services
+from bot.infra.logs import request_id
+from bot.operations.services import Services
 from bot.slack import listeners
 from bot.slack.listeners.context import SharedSessionRespond, new_request_id
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.commands import RECIPIENTS_NOTE, USAGE, examples
-from bot.operations.results import Card, CardKind, Reply, Tone, inert
+from bot.domain.commands import RECIPIENTS_NOTE, USAGE, examples
+from bot.domain.results import Card, CardKind, Reply, Tone, inert
 from bot.providers.registry import display
 from bot.slack.ids import ActionId
 

@@ -7,7 +7,7 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.operations.results import Card
+from bot.domain.results import Card
 from bot.slack.blocks import card_blocks, card_text
 
 log = logging.getLogger(__name__)

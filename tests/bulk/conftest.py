@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.highlevel import FakeHighLevel
-from tests.support.harness import BotHarness
+from bot.sandbox.harness import BotHarness
+from bot.sandbox.highlevel import FakeHighLevel
 
 LIMIT = (20, 2.0)
 

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from bot.providers.base import ProviderName
+from bot.sandbox.harness import buttons, reply_text
+from bot.sandbox.slack import TEAM_ID
 from bot.slack.ids import ActionId
 from bot.slack.listeners.commands import PROGRESS_MESSAGE_MIN
 from db.models import LedgerEntry, TrackedSend
 from db.store import new_id
-from tests.fakes.slack import TEAM_ID
-from tests.support.harness import buttons, reply_text
 
 ALICE = "U0ALICE01"
 BOB = "U0BOB0001"

@@ -12,8 +12,8 @@ from bot.providers.highlevel import HighLevelClient
 from bot.providers.http import RetryPolicy
 from bot.providers.ratelimit import RateLimiter, default_limiter
 from bot.providers.telnyx import TelnyxClient
-from tests.fakes.highlevel import FakeHighLevel
-from tests.fakes.telnyx import FakeTelnyx
+from bot.sandbox.highlevel import FakeHighLevel
+from bot.sandbox.telnyx import FakeTelnyx
 
 
 async def _request(limiter: RateLimiter, sent: list[float], took: float = 0.01) -> None:

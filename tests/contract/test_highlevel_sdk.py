@@ -8,7 +8,7 @@ Where the SDK cannot reach an operation as written:
   (the v1 spec declares no `{id}` parameter, and the SDK is generated from it). It is reached here only by
   overriding the URL through `options={"url": ...}`, which the SDK's `config.update(options)` allows.
 - `send_a_new_message` is typed with a pydantic `SendMessageBodyDto` that requires `subType` (an object) and
-  `status` (the spec's generator artefact, tests/fakes/deviations.py) and hands the body to httpx unchanged
+  `status` (the spec's generator artefact, bot/sandbox/deviations.py) and hands the body to httpx unchanged
   (a model instance is not JSON-serialisable there), so it is given the plain dict an SMS needs.
 - The SDK cannot be pointed at another host by an argument: `BASE_URL` is a class constant; the tests set
   `http_client.base_url`, which every service shares.
@@ -16,7 +16,7 @@ Where the SDK cannot reach an operation as written:
 
 The one deliberate difference: the SDK forces `Version: v3` (the v3 spec's value), the bot sends
 `2021-04-15` (the v1 spec's, which tests/specs holds); HighLevel documents both for the same paths, so the
-fake accepts both (a deviation listed in tests/fakes/deviations.py) and the bot keeps the vendored spec's.
+fake accepts both (a deviation listed in bot/sandbox/deviations.py) and the bot keeps the vendored spec's.
 The email cancel path declares no Version at all in the v1 spec; both send one, and the fake takes any.
 """
 
@@ -33,9 +33,9 @@ from highlevel import HighLevel
 
 from bot.providers.base import ScheduleRequest, SendState
 from bot.providers.highlevel import PING_ID, HighLevelClient
-from tests.fakes import deviations
-from tests.fakes.highlevel import FakeHighLevel
-from tests.fakes.server import RecordedRequest
+from bot.sandbox import deviations
+from bot.sandbox.highlevel import FakeHighLevel
+from bot.sandbox.server import RecordedRequest
 
 CONTACT = "cT9kQ2mN4pR6sV8xZ1aB"
 V3 = "Version: v3 accepted where the v1 spec lists only 2021-04-15"
@@ -147,7 +147,7 @@ async def test_the_bot_sends_what_the_sdk_sends(fake: FakeHighLevel) -> None:
 
 async def test_a_deviation_not_listed_is_a_spec_violation(fake: FakeHighLevel,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fakes excuse only what tests/fakes/deviations.py lists: an unlisted departure in a request that
+    """The fakes excuse only what bot/sandbox/deviations.py lists: an unlisted departure in a request that
     also relies on listed ones is caught, and removing an entry makes what it excused a violation."""
     sdk = sdk_for(fake)
     try:

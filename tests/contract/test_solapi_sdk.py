@@ -35,8 +35,8 @@ from solapi.model.request.send_message_request import SendRequestConfig
 
 from bot.providers.base import ScheduleRequest, SendState
 from bot.providers.solapi import SolapiClient
-from tests.fakes.server import RecordedRequest
-from tests.fakes.solapi import FakeSolapi, parse_iso
+from bot.sandbox.server import RecordedRequest
+from bot.sandbox.solapi import FakeSolapi, parse_iso
 
 SENDER = "029302266"
 T = TypeVar("T")

@@ -12,7 +12,7 @@ import telnyx
 
 from bot.providers.base import ScheduleRequest
 from bot.providers.telnyx import TelnyxClient
-from tests.fakes.telnyx import FakeTelnyx
+from bot.sandbox.telnyx import FakeTelnyx
 
 SENDER = "+18445550001"
 

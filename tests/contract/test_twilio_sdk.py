@@ -24,8 +24,8 @@ from twilio.rest import Client
 
 from bot.providers.base import ScheduleRequest, SendState
 from bot.providers.twilio import TwilioClient
-from tests.fakes.server import RecordedRequest
-from tests.fakes.twilio import FakeTwilio
+from bot.sandbox.server import RecordedRequest
+from bot.sandbox.twilio import FakeTwilio
 
 TWILIO_API = "https://api.twilio.com"
 

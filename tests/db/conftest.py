@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from db.engine import make_engine, normalise_url
 from db.ledger import Ledger
 from db.migrate import upgrade

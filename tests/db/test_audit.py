@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from db import audit
 from db.audit import AuditFilter
 from db.ledger import EntryDraft, Ledger, verify

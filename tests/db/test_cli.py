@@ -1,4 +1,4 @@
-"""bot.audit_cli: `python -m bot audit` and `python -m bot verify-ledger`, called as functions."""
+"""bot.cli.audit: `python -m bot audit` and `python -m bot verify-ledger`, called as functions."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from bot.audit_cli import UsageError, audit_main, parse_when, verify_main
-from bot.clock import FrozenClock
+from bot.cli.audit import UsageError, audit_main, parse_when, verify_main
+from bot.domain.clock import FrozenClock
 from db.engine import make_engine, open_read_only
 from db.ledger import EntryDraft, Ledger, chain_hash
 from db.migrate import current_revision, head_revision

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from db.ledger import GENESIS, MAX_DETAIL, EntryDraft, Ledger, append, chain_hash, entry_hash, verify
 from db.models import LedgerEntry, UTCDateTime
 

@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.fakes.server import FakeServer, Message, Receive, Scope, Send, free_port
-from tests.fakes.slack import TEAM_ID, FakeSlack
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from bot.sandbox.harness import BOT_TOKEN, SIGNING_SECRET, sign
+from bot.sandbox.server import FakeServer, Message, Receive, Scope, Send, free_port
+from bot.sandbox.slack import TEAM_ID, FakeSlack
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,8 +25,8 @@ import sqlalchemy.dialects.sqlite  # noqa: F401
 import uvicorn  # noqa: F401
 
 import bot.__main__
-import bot.runtime
-import bot.webhooks
+import bot.server.runtime
+import bot.server.webhooks
 import db.migrate  # noqa: F401
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.highlevel import DEFAULT_TOKEN as HIGHLEVEL_TOKEN
-from tests.fakes.telnyx import DEFAULT_KEY as TELNYX_KEY
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET
+from bot.sandbox.harness import BOT_TOKEN, SIGNING_SECRET
+from bot.sandbox.highlevel import DEFAULT_TOKEN as HIGHLEVEL_TOKEN
+from bot.sandbox.telnyx import DEFAULT_KEY as TELNYX_KEY
 
 MIN_LENGTH = 6  # shorter "secrets" would match ordinary words
 
@@ -71,7 +71,7 @@ class _Records(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        from bot.logs import JsonFormatter
+        from bot.infra.logs import JsonFormatter
 
         self._formatter = JsonFormatter
 
@@ -115,8 +115,8 @@ def scan_fake_slack(fake: Any) -> None:
 
 
 def _install() -> None:
-    from tests.fakes.slack import FakeSlack
-    from tests.support.harness import BotHarness
+    from bot.sandbox.harness import BotHarness
+    from bot.sandbox.slack import FakeSlack
 
     original_stop = FakeSlack.stop
 

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry
 from tests.faults.crash_support import Gate
-from tests.support.harness import buttons, reply_text
 
 FAST = {"provider_read_timeout": 0.4, "provider_connect_timeout": 0.4}
 

@@ -38,14 +38,14 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.sandbox.harness import buttons, reply_text
+from bot.sandbox.highlevel import FakeHighLevel
+from bot.sandbox.slack import FakeSlack
+from bot.sandbox.solapi import FakeSolapi
+from bot.sandbox.telnyx import FakeTelnyx
 from bot.slack.ids import ActionId
-from tests.fakes.highlevel import FakeHighLevel
-from tests.fakes.slack import FakeSlack
-from tests.fakes.solapi import FakeSolapi
-from tests.fakes.telnyx import FakeTelnyx
 from tests.faults.crash_support import ForkServer, Gate, RemoteBot, bot_env, new_token
 from tests.faults.secrets_plugin import WATCH, scan_bot_database
-from tests.support.harness import buttons, reply_text
 
 RUNS = int(os.environ.get("SMSOPS_CRASH_RUNS", "100"))
 CHANNEL = "C0OPS0001"

@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import commands
+from bot.domain import commands
+from bot.domain.results import Reply, Tone
 from bot.operations.dispatch import progress_text
-from bot.operations.results import Reply, Tone
+from bot.sandbox.harness import reply_text as read_reply
 from bot.slack.blocks import help_blocks, reply_blocks, reply_text
-from tests.support.harness import reply_text as read_reply
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

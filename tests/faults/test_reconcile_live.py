@@ -11,7 +11,7 @@ from db.store import new_id
 
 
 def test_a_live_bot_settles_an_intent_a_dead_replica_left(make_bot, telnyx, monkeypatch):
-    monkeypatch.setattr("bot.runtime.RECONCILE_EVERY", 0.1)
+    monkeypatch.setattr("bot.server.runtime.RECONCILE_EVERY", 0.1)
     bot = make_bot()  # its start-up pass found nothing
     message_id = telnyx.add_message(send_at=datetime.now(UTC) + timedelta(hours=2), status="cancelled")
     old = datetime.now(UTC) - timedelta(minutes=5)  # older than the periodic pass's 2-minute floor

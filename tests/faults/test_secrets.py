@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from bot.sandbox.harness import reply_text
 from tests.faults.secrets_plugin import WATCH, Leak, SecretWatch
-from tests.support.harness import reply_text
 
 
 def test_the_watch_is_on_for_the_whole_session():

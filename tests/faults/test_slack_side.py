@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 import pytest
 from sqlmodel import Session, select
 
-from bot.logs import JsonFormatter
+from bot.infra.logs import JsonFormatter
+from bot.sandbox.harness import SIGNING_SECRET, reply_text, sign
+from bot.sandbox.slack import TEAM_ID
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry
-from tests.fakes.slack import TEAM_ID
-from tests.support.harness import SIGNING_SECRET, reply_text, sign
 
 
 def ledger(bot: Any) -> list[LedgerEntry]:
@@ -167,7 +167,7 @@ def test_a_command_that_breaks_before_the_ack_still_gets_an_apology(bot, monkeyp
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError(SECRETISH)
 
-    monkeypatch.setattr("bot.commands.parse", broken)
+    monkeypatch.setattr("bot.domain.commands.parse", broken)
     caplog.set_level(logging.INFO)
     response, token = bot.command("list mine")
     assert response.status_code == 200

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from bot.sandbox.harness import BotHarness
+from bot.sandbox.highlevel import FakeHighLevel
+from bot.sandbox.slack import FakeSlack
+from bot.sandbox.solapi import FakeSolapi
+from bot.sandbox.telnyx import FakeTelnyx
 from tests.conftest import provider_settings
-from tests.fakes.highlevel import FakeHighLevel
-from tests.fakes.slack import FakeSlack
-from tests.fakes.solapi import FakeSolapi
-from tests.fakes.telnyx import FakeTelnyx
-from tests.support.harness import BotHarness
 
 
 @dataclass

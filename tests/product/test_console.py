@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pexpect
 
-from bot.console_render import Names, Style, buttons_of, confirm_question, mrkdwn, render_blocks
-from bot.operations.results import Card, CardKind
+from bot.cli.console_render import Names, Style, buttons_of, confirm_question, mrkdwn, render_blocks
+from bot.domain.results import Card, CardKind
 from bot.slack.blocks import card_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,8 +173,8 @@ def test_the_sandbox_never_overwrites_a_database_it_did_not_make(tmp_path):
 
 
 def test_the_console_never_shares_a_database_with_a_slack_connected_bot(tmp_path, monkeypatch):
-    from bot.console import database_for
-    from bot.settings import Settings
+    from bot.cli.console import database_for
+    from bot.infra.settings import Settings
 
     monkeypatch.chdir(tmp_path)
     configured = "postgresql+psycopg://bot@db/smsops"

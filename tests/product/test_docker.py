@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.fakes.server import free_port
+from bot.sandbox.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

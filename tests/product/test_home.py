@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.sandbox.harness import buttons, reply_text
+from bot.sandbox.slack import TEAM_ID
 from bot.slack.ids import ActionId
-from tests.fakes.slack import TEAM_ID
-from tests.support.harness import buttons, reply_text
 
 ALICE, BOB = "U0ALICE01", "U0BOB0001"
 CHANNEL = "C0OPS0001"

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.logs import JsonFormatter
+from bot.infra.logs import JsonFormatter
+from bot.sandbox.harness import reply_text
 from bot.slack.ids import ActionId
-from tests.support.harness import reply_text
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.sandbox.harness import buttons
 from bot.slack.ids import ActionId
-from tests.support.harness import buttons
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "app_manifest.yml"
@@ -199,7 +199,7 @@ def test_the_http_manifest_sends_everything_to_the_bots_one_endpoint():
             data["settings"]["event_subscriptions"]["request_url"]}
     assert len(urls) == 1, "the command, the clicks and the events go to the same URL"
     (url,) = urls
-    assert url.startswith("https://") and url.endswith("/slack/events")  # the route bot/http.py serves
+    assert url.startswith("https://") and url.endswith("/slack/events")  # the route bot/server/http.py serves
 
 
 def test_the_two_manifests_differ_only_in_the_mode():

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry
-from tests.support.harness import buttons, reply_text
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 

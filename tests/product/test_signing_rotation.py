@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from tests.fakes.slack import TEAM_ID
-from tests.support.harness import SIGNING_SECRET, reply_text, sign
+from bot.sandbox.harness import SIGNING_SECRET, reply_text, sign
+from bot.sandbox.slack import TEAM_ID
 
 NEW_SECRET = "rotated-signing-secret-7d41"
 

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import Session, col, select
 from twilio.request_validator import RequestValidator
 
+from bot.sandbox.harness import BotHarness, reply_text
+from bot.sandbox.slack import FakeSlack
+from bot.sandbox.twilio import FakeTwilio
 from db.models import LedgerEntry, TrackedSend
 from tests.conftest import twilio_settings
-from tests.fakes.slack import FakeSlack
-from tests.fakes.twilio import FakeTwilio
-from tests.support.harness import BotHarness, reply_text
 
 CHANNEL = "C0OPS0001"
 CALLBACK_URL = "https://smsops.example.com/webhooks/twilio"

@@ -12,8 +12,8 @@ import pytest
 from nacl.signing import SigningKey
 from sqlmodel import Session, col, select
 
+from bot.sandbox.harness import reply_text
 from db.models import LedgerEntry, TrackedSend
-from tests.support.harness import reply_text
 
 CHANNEL = "C0OPS0001"
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.providers.http import RetryPolicy
 from bot.providers.solapi import SolapiClient
-from tests.fakes.solapi import FakeSolapi
+from bot.sandbox.solapi import FakeSolapi
 
 SOLAPI_SENDER = "029302266"
 

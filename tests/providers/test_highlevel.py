@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from bot.providers.base import ErrorKind, ProviderError, ScheduleRequest, SendState
 from bot.providers.highlevel import HighLevelClient, message_state
 from bot.providers.http import RetryPolicy
-from tests.fakes.highlevel import HL_SPEC, FakeHighLevel
-from tests.fakes.telnyx import load_spec
+from bot.sandbox.highlevel import HL_SPEC, FakeHighLevel
+from bot.sandbox.telnyx import load_spec
 
 CONTACT_A = "cT9kQ2mN4pR6sV8xZ1aB"
 CONTACT_B = "aB3dE5gH7jK9mN1pQ3sT"
@@ -303,7 +303,7 @@ async def test_schedule_bodies_pass_the_openapi_spec(
 
 
 def test_the_unpatched_spec_would_reject_a_real_sms_body() -> None:
-    """Why tests/fakes/deviations.py excuses `required` (specs/README.md): subType and status are generator
+    """Why bot/sandbox/deviations.py excuses `required` (specs/README.md): subType and status are generator
     artefacts."""
     unpatched = load_spec(HL_SPEC, "https://services.leadconnectorhq.com")
     assert unpatched is not None, f"the HighLevel spec is vendored at {HL_SPEC}"

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from bot.clock import FrozenClock
-from bot.policy import schedule_window
+from bot.domain.clock import FrozenClock
+from bot.domain.policy import schedule_window
 from bot.providers.base import ErrorKind, Provider, ProviderError, ProviderName, ScheduleRequest, SendState
 from bot.providers.http import RetryPolicy
 from bot.providers.solapi import SolapiClient, solapi_number, with_english
-from tests.fakes.solapi import (
+from bot.sandbox.solapi import (
     CANCEL_ONLY_SCHEDULED,
     NOT_FOUND_GROUP,
     SCHEDULE_IN_PAST,

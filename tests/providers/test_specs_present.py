@@ -1,7 +1,7 @@
 """The fakes validate requests against the OpenAPI specs; make sure that never silently turns off."""
 
-from tests.fakes.highlevel import FakeHighLevel
-from tests.fakes.telnyx import FakeTelnyx
+from bot.sandbox.highlevel import FakeHighLevel
+from bot.sandbox.telnyx import FakeTelnyx
 
 
 def test_the_fakes_validate_against_the_specs():

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from bot.providers.base import ErrorKind, ProviderError, ScheduleRequest, SendState
 from bot.providers.http import RetryPolicy, parse_retry_after
 from bot.providers.telnyx import TelnyxClient
-from tests.fakes.telnyx import FakeTelnyx, load_spec
+from bot.sandbox.telnyx import FakeTelnyx, load_spec
 
 SENDER = "+18445550001"
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0)

@@ -11,11 +11,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
 from bot.providers.base import ErrorKind, ProviderError, ScheduleRequest, SendState
 from bot.providers.http import RetryPolicy
 from bot.providers.twilio import TwilioClient
-from tests.fakes.twilio import FakeTwilio
+from bot.sandbox.twilio import FakeTwilio
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0)
 

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from bot.operations.results import Card
+from bot.domain.results import Card
+from bot.infra.settings import Settings
+from bot.operations.services import Services
 from bot.providers.registry import build_providers
 from bot.reminders import Reminders
-from bot.services import Services
-from bot.settings import Settings
+from bot.sandbox.telnyx import FakeTelnyx
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import LedgerEntry, ReminderClaim, TrackedSend
 from db.store import new_id
-from tests.fakes.telnyx import FakeTelnyx
 
 
 @dataclass

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from bot.sandbox.harness import BotHarness, buttons, reply_text
+from bot.sandbox.slack import FakeSlack, SlackCall
 from db.models import LedgerEntry, ReminderClaim, TrackedSend
-from tests.fakes.slack import FakeSlack, SlackCall
-from tests.support.harness import BotHarness, buttons, reply_text
 
 OWNER = "U0ALICE01"
 CHANNEL = "C0OPS0001"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.operations.results import CardKind
+from bot.domain.results import CardKind
 from bot.reminders import Reminders, job_id, parse_job_id, runs
 from db.models import TrackedSend
 from db.store import new_id

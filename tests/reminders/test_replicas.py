@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.fakes.server import free_port
-from tests.fakes.slack import TEAM_ID
+from bot.sandbox.harness import BOT_TOKEN, SIGNING_SECRET, reply_text, sign
+from bot.sandbox.server import free_port
+from bot.sandbox.slack import TEAM_ID
 from tests.reminders.test_end_to_end import ON_TIME, reminder_posts
-from tests.support.harness import BOT_TOKEN, SIGNING_SECRET, reply_text, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAD = 305

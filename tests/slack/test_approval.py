@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from bot.clock import FrozenClock
+from bot.domain.clock import FrozenClock
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry
-from tests.support.harness import buttons, reply_text
 
 
 def ledger(bot) -> list[LedgerEntry]:

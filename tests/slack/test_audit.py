@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.ledger import EntryDraft
 from db.models import LedgerEntry
-from tests.support.harness import buttons, reply_text
 
 
 def seed(bot, drafts):

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import Approval, LedgerEntry, SlackName
-from tests.support.harness import buttons, reply_text
 
 
 def ledger(bot) -> list[LedgerEntry]:
@@ -68,7 +68,7 @@ def test_since_hint_says_what_since_takes_and_times_have_no_microseconds(bot):
 
 
 def test_each_slack_token_reads_as_slack_showed_it():
-    from bot.slack_text import unescape
+    from bot.domain.slack_text import unescape
 
     assert unescape("<@U1|bob> <@U1> <#C1|ops> <!here> <!everyone> <!subteam^S1|@oncall>") == \
         "@bob @U1 #ops @here @everyone @oncall"
@@ -103,7 +103,7 @@ def test_deleting_a_group_closes_its_approval_card_and_a_later_approve_calls_nob
 
 
 def test_an_expired_request_is_closed_when_asked_again(make_bot, solapi):
-    from bot.clock import FrozenClock
+    from bot.domain.clock import FrozenClock
 
     clock = FrozenClock(datetime.now(UTC))
     bot = make_bot(clock=clock, approval_ttl="1h")
@@ -148,7 +148,7 @@ def test_cancel_of_an_unknown_telnyx_id_is_recorded(bot, telnyx):
 
 
 def test_audit_names_people_and_says_actions_in_words(make_bot, solapi, capsys, pg_url):
-    from bot.audit_cli import audit_main
+    from bot.cli.audit import audit_main
 
     bot = make_bot(database_url=pg_url)  # the CLI reads while the bot runs, as on a server
     group_id = solapi.add_group(status="PENDING", recipients=["01011112222"])

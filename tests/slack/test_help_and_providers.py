@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.harness import reply_text
+from bot.sandbox.harness import reply_text
 
 
 def test_help_lists_every_command_with_an_example(bot):

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry, TrackedSend
-from tests.support.harness import buttons, reply_text
 
 
 def ledger(bot) -> list[LedgerEntry]:

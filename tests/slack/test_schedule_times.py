@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import reply_text
 from db.models import LedgerEntry, TrackedSend
-from tests.support.harness import reply_text
 
 
 def tracked(bot) -> list[TrackedSend]:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
+from bot.sandbox.harness import reply_text
 from db.models import Intent, LedgerEntry, TrackedSend
-from tests.support.harness import reply_text
 
 
 def rows(bot, model):

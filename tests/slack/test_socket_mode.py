@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.fakes.server import free_port
-from tests.fakes.slack import TEAM_ID
-from tests.support.harness import reply_text
+from bot.sandbox.harness import reply_text
+from bot.sandbox.server import free_port
+from bot.sandbox.slack import TEAM_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 

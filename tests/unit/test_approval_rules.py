@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.approval_rules import PlannedSend, PolicyFileError, parse, satisfied
+from bot.domain.approval_rules import PlannedSend, PolicyFileError, parse, satisfied
 
 EXAMPLE = """\
 [costs]

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import commands
-from bot.commands import UsageError, parse
+from bot.domain import commands
+from bot.domain.commands import UsageError, parse
 from bot.providers.base import ProviderName
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

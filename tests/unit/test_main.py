@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
-from bot.runtime import Runtime
-from bot.settings import Settings
+from bot.infra.settings import Settings
+from bot.server.runtime import Runtime
 
 SMSOPS = Path(sys.executable).with_name("smsops")  # the console script pip installed next to python
 
@@ -85,7 +85,7 @@ def test_the_console_with_real_providers_checks_database_url(
 
 def test_no_warning_about_an_unused_token_on_start(
         operator_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot import logs
+    from bot.infra import logs
 
     settings = Settings()
     logs.setup("INFO", settings.secrets())

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import commands, phones
-from bot.commands import UsageError, parse
+from bot.domain import commands, phones
+from bot.domain.commands import UsageError, parse
 from bot.providers.base import ProviderName
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_solapi_gets_the_national_number_and_its_country_code(e164: str, country
 def test_default_region_setting_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from bot.settings import Settings
+    from bot.infra.settings import Settings
 
     assert Settings(_env_file=None).default_region == "KR"  # type: ignore[call-arg]
     monkeypatch.setenv("DEFAULT_REGION", "us")

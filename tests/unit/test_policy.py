@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.policy import Permissions, schedule_window, telnyx_cancel
+from bot.domain.policy import Permissions, schedule_window, telnyx_cancel
 from bot.providers.base import ProviderName
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

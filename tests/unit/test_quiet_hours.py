@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.quiet_hours import QuietHours, check, zones_of
+from bot.domain.quiet_hours import QuietHours, check, zones_of
 
 QUIET = QuietHours.parse("21:00-08:00")
 NEW_YORK = "+12125551234"

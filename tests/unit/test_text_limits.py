@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import text_limits
-from bot.commands import UsageError, parse
+from bot.domain import text_limits
+from bot.domain.commands import UsageError, parse
 from bot.providers.base import ProviderName
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

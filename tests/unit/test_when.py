@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.when import WhenError, read_time, zone
+from bot.domain.when import WhenError, read_time, zone
 
 # Thursday 3 December 2026, 13:00 in Seoul, 23:00 (Wednesday) in New York, 05:00 in Berlin.
 NOW = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)

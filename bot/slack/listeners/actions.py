@@ -10,12 +10,12 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.metrics import ACK_SECONDS, CLICKS
+from bot.domain.results import Reply, Tone
+from bot.infra.metrics import ACK_SECONDS, CLICKS
 from bot.operations import approval, listing
 from bot.operations.batch import cancel_batch
 from bot.operations.bulk import cancel_mine, mine_from_button
-from bot.operations.results import Reply, Tone
-from bot.services import Services
+from bot.operations.services import Services
 from bot.slack.ids import ActionId
 from bot.slack.listeners.commands import BulkProgress
 from bot.slack.listeners.context import (

@@ -14,16 +14,17 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands
-from bot.metrics import ACK_SECONDS, COMMANDS
+from bot.domain import commands
+from bot.domain.results import Reply, Tone
+from bot.domain.when import zone
+from bot.infra.metrics import ACK_SECONDS, COMMANDS
 from bot.operations.bulk import cancel_many, preview_mine, progress_bar
 from bot.operations.common import Invoker
 from bot.operations.dispatch import progress_text, run
-from bot.operations.results import Reply, Tone
+from bot.operations.services import Services
 from bot.providers.base import ProviderError
 from bot.providers.http import retry_listener
 from bot.providers.registry import display
-from bot.services import Services
 from bot.slack.blocks import help_blocks, reply_blocks, reply_text
 from bot.slack.listeners.context import (
     answer,
@@ -35,7 +36,6 @@ from bot.slack.listeners.context import (
     open_request,
     quoted,
 )
-from bot.when import zone
 
 log = logging.getLogger("bot.slack")
 

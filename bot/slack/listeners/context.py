@@ -12,11 +12,11 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.context.respond.internals import _build_message
 from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
-from bot.logs import request_id
+from bot.domain.results import Reply, Tone
+from bot.infra.logs import request_id
 from bot.operations.common import Invoker
 from bot.operations.reconcile import REQUEST
-from bot.operations.results import Reply, Tone
-from bot.services import Services
+from bot.operations.services import Services
 from bot.slack.blocks import reply_blocks, reply_text
 from db.models import Intent
 from db.store import new_id

@@ -10,8 +10,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.operations.approval import approval_card
 from bot.operations.common import when
+from bot.operations.services import Services
 from bot.providers.registry import display
-from bot.services import Services
 from bot.slack.blocks import card_blocks
 from db.audit import AuditFilter, query
 

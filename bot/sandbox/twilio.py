@@ -39,8 +39,8 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.fakes.server import FakeServer, Receive, Scope, Send
-from tests.fakes.telnyx import FixedWindow, read_body, reply, request_headers, utcnow
+from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.telnyx import FixedWindow, read_body, reply, request_headers, utcnow
 
 API = "/2010-04-01"
 _ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages(?:/([^/]+))?\.json$")

@@ -18,11 +18,11 @@ from nacl.signing import VerifyKey
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.metrics import WEBHOOKS
+from bot.domain.results import CardKind
+from bot.infra.metrics import WEBHOOKS
 from bot.operations.common import card_for, when
-from bot.operations.results import CardKind
+from bot.operations.services import Services
 from bot.providers.base import ProviderName
-from bot.services import Services
 from db.ledger import EntryDraft
 from db.models import SYSTEM_ACTOR, Action, Outcome
 

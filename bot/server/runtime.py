@@ -11,14 +11,14 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 
-from bot import logs
-from bot.clock import Clock, SystemClock
-from bot.http import build_asgi
+from bot.domain.clock import Clock, SystemClock
+from bot.infra import logs
+from bot.infra.settings import Settings
+from bot.operations.services import Services
 from bot.providers.base import Provider, ProviderName
 from bot.providers.registry import build_providers
 from bot.reminders import Reminders
-from bot.services import Services
-from bot.settings import Settings
+from bot.server.http import build_asgi
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from bot.slack.tz import TimeZones
@@ -57,7 +57,7 @@ class Runtime:
         previous = settings.slack_signing_secret_previous
         self.previous_signing_secret = previous.get_secret_value() if previous else None
         logs.quiet_bolt()
-        # Every request is verified where it arrives (bot/http.py), against the current and, during a
+        # Every request is verified where it arrives (bot/server/http.py), against the current and, during a
         # rotation, the previous signing secret; Bolt's own check knows only one, so it is left off.
         self.app = build_app(self.services, self.client, None)
         self.reminders: Reminders | None = None
@@ -101,10 +101,10 @@ class Runtime:
         if self.signing_secret is None:
             raise SystemExit("SLACK_SIGNING_SECRET is required in HTTP mode")
         if telnyx_webhook is None:
-            from bot.webhooks import telnyx_webhook_endpoint
+            from bot.server.webhooks import telnyx_webhook_endpoint
 
             telnyx_webhook = telnyx_webhook_endpoint(self.services)
-        from bot.webhooks import twilio_webhook_endpoint
+        from bot.server.webhooks import twilio_webhook_endpoint
 
         return build_asgi(self.app, self.services, self.signing_secret, on_start=self.start, on_stop=self.stop,
                           scheduler_running=self.scheduler_running, telnyx_webhook=telnyx_webhook,

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.fakes.server import FakeServer
+from bot.sandbox.server import FakeServer
 
 BOT_USER_ID = "UBOT00001"
 TEAM_ID = "T0TEST001"

@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
-from bot.clock import Clock
-from bot.runtime import Runtime
-from bot.settings import Settings
-from tests.fakes.server import FakeServer
-from tests.fakes.slack import TEAM_ID, FakeSlack
+from bot.domain.clock import Clock
+from bot.infra.settings import Settings
+from bot.sandbox.server import FakeServer
+from bot.sandbox.slack import TEAM_ID, FakeSlack
+from bot.server.runtime import Runtime
 
 SIGNING_SECRET = "test-signing-secret-5f2c"
 BOT_TOKEN = "xoxb-test-token"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.quiet_hours import QuietHours
+from bot.domain.quiet_hours import QuietHours
 
 PROVIDERS = ("solapi", "highlevel", "telnyx", "twilio")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")

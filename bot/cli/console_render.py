@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.durations import format_duration
+from bot.domain.durations import format_duration
 
 Block = Mapping[str, Any]
 

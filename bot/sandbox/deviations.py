@@ -1,6 +1,6 @@
 """Every place a fake departs from the unmodified specs in tests/specs/ (= /work/shared/specs/), with
 the source that justifies it. ONE place: the fakes' spec validation consults this list and nothing else
-(`tests/fakes/telnyx.py` `SpecCheck.check`), so a departure not listed here is a spec violation.
+(`bot/sandbox/telnyx.py` `SpecCheck.check`), so a departure not listed here is a spec violation.
 
 Three kinds of entry:
 - `tolerates`: a validator problem (regex on openapi-core's message) on `method` + `path` that is not

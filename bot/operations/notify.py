@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.operations.results import Card
+from bot.domain.results import Card
 
 
 class Notifier(Protocol):

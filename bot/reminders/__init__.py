@@ -36,14 +36,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
-from bot import policy
-from bot.durations import format_duration
-from bot.metrics import REMINDERS
+from bot.domain import policy
+from bot.domain.durations import format_duration
+from bot.domain.results import CardKind
+from bot.infra.metrics import REMINDERS
 from bot.operations.common import card_for, ledger_detail, when
-from bot.operations.results import CardKind
+from bot.operations.services import Services
 from bot.providers.base import MessageState, ProviderError, ProviderName, SendState
 from bot.providers.registry import display
-from bot.services import Services
 from db.engine import reader
 from db.ledger import EntryDraft
 from db.models import SYSTEM_ACTOR, Action, Outcome, ReminderClaim, TrackedSend

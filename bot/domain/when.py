@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dateparser
 
-from bot.durations import parse_duration
+from bot.domain.durations import parse_duration
 
 MAX_PHRASE_WORDS = 6
 

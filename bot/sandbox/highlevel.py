@@ -2,10 +2,10 @@
 
 What it does like HighLevel (GoHighLevel/highlevel-api-docs apps/conversations.json, design/providers.md §2):
 - `Authorization: Bearer <token>`, else 401 UnauthorizedDTO; `Version: 2021-04-15` (or `v3`, the v3 spec's
-  value: a deviation listed in tests/fakes/deviations.py) required, else 400; the email cancel path, which
+  value: a deviation listed in bot/sandbox/deviations.py) required, else 400; the email cancel path, which
   declares no Version, takes any.
 - Every request is checked against the unmodified conversations.json; the problems a deviation in
-  tests/fakes/deviations.py excuses (SendMessageBodyDto's generator-made `required`) are not counted, any
+  bot/sandbox/deviations.py excuses (SendMessageBodyDto's generator-made `required`) are not counted, any
   other is a violation answered 422 UnprocessableDTO.
 - `POST /conversations/messages` `{type, contactId, message, scheduledTimestamp}` → 200
   `{conversationId, messageId, status: "pending"}`; ids are 20-character alphanumerics.
@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes import deviations
-from tests.fakes.server import FakeServer, Receive, Scope, Send
-from tests.fakes.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
+from bot.sandbox import deviations
+from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
 
 DEFAULT_TOKEN = "pit-0c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5"
 DEFAULT_LOCATION = "ve9EPM428h8vShlRW1KT"
@@ -89,7 +89,7 @@ class FakeHighLevel:
         self.contacts: set[str] | None = set(contacts) if contacts is not None else None
         self.messages: dict[str, dict[str, Any]] = {}
         self.spec_violations: list[dict[str, Any]] = []
-        self.tolerated: list[str] = []  # the deviations (tests/fakes/deviations.py) requests relied on
+        self.tolerated: list[str] = []  # the deviations (bot/sandbox/deviations.py) requests relied on
         self.unvalidated = 0
         self.deliver_as = "delivered"
         self._conversations: dict[str, str] = {}

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.server import FakeServer, RecordedRequest
+from bot.sandbox.server import FakeServer, RecordedRequest
 
 KST = timezone(timedelta(hours=9))
 SKEW = timedelta(minutes=15)  # RequestTimeTooSkewed beyond this; signatures remembered this long
@@ -474,7 +474,7 @@ class FakeSolapi:
             country = str(country) if isinstance(country, str | int) else ""
             kind = str(message.get("type") or "").upper()
             # bytes in EUC-KR, every Hangul syllable 2 (CP949, as Korean phones count), anything
-            # it cannot encode 1 (a `?`): see bot/text_limits.py for what rests on the documents
+            # it cannot encode 1 (a `?`): see bot/domain/text_limits.py for what rests on the documents
             size = len(text.encode("cp949", errors="replace")) if isinstance(text, str) else 0
             if not kind:
                 kind = "SMS" if size <= 90 else "LMS"

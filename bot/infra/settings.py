@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot import phones
-from bot.durations import parse_duration, parse_duration_list
+from bot.domain import phones
+from bot.domain.durations import parse_duration, parse_duration_list
 
 
 def _id_set(value: object) -> frozenset[str]:

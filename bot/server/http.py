@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.services import Services
+from bot.operations.services import Services
 from bot.slack.listeners.context import new_request_id
 
-log = logging.getLogger("bot.http")
+log = logging.getLogger("bot.server.http")
 
 Webhook = Callable[[Request], Awaitable[Response]]
 

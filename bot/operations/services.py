@@ -10,12 +10,12 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 from sqlalchemy import Connection, Engine
 
-from bot.clock import Clock, SystemClock
-from bot.loop_session import LoopSession
-from bot.notify import Notifier, NullNotifier
-from bot.policy import Permissions
+from bot.domain.clock import Clock, SystemClock
+from bot.domain.policy import Permissions
+from bot.infra.loop_session import LoopSession
+from bot.infra.settings import Settings
+from bot.operations.notify import Notifier, NullNotifier
 from bot.providers.base import Provider, ProviderName
-from bot.settings import Settings
 from db.ledger import Ledger
 from db.models import TrackedSend
 from db.store import Store

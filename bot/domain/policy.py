@@ -7,7 +7,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from bot.durations import format_duration
+from bot.domain.durations import format_duration
 from bot.providers.base import ProviderName
 
 TELNYX_MIN_AHEAD = timedelta(minutes=5)

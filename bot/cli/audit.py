@@ -21,7 +21,7 @@ from typing import TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.durations import parse_duration
+from bot.domain.durations import parse_duration
 from db import audit
 from db.engine import DatabaseSettingError, open_read_only
 from db.ledger import verify

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot import phones, text_limits
-from bot.durations import parse_duration
-from bot.ids import IdError, TargetRef, parse_target, provider_from_name
+from bot.domain import phones, text_limits
+from bot.domain.durations import parse_duration
+from bot.domain.ids import IdError, TargetRef, parse_target, provider_from_name
+from bot.domain.slack_text import unescape
+from bot.domain.when import WhenError, read_time, readings_text
 from bot.providers.base import ProviderName
-from bot.slack_text import unescape
-from bot.when import WhenError, read_time, readings_text
 
 # The longest text any provider takes (Solapi LMS: 2,000 bytes, so 2,000 ASCII characters); each
 # provider's own limit is checked by text_limits.

@@ -8,7 +8,7 @@ Slack (the test suite's FakeSlack). What Slack would show, the console prints: e
 channel messages and their edits (reminders arrive as they happen), buttons as `[n] Label`.
 
 `--sandbox` (the default when no provider credentials are set) points the bot at the simulated
-Solapi, HighLevel, Telnyx and Twilio the tests use (tests/fakes): they keep the providers' documented rules,
+Solapi, HighLevel, Telnyx and Twilio the tests use (bot/sandbox): they keep the providers' documented rules,
 statuses and error messages. Its database is a SQLite file of its own (`./smsops-sandbox.db`,
 recreated on every start because the simulated providers start empty too), never DATABASE_URL.
 Without `--sandbox` and with provider credentials set, the bot uses the real providers and
@@ -39,13 +39,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import logs
-from bot.console_render import Button, Names, Style, confirm_question, indent, render_blocks
-from bot.durations import parse_duration
+from bot.cli.console_render import Button, Names, Style, confirm_question, indent, render_blocks
+from bot.domain.durations import parse_duration
+from bot.infra import logs
+from bot.infra.settings import Settings
 from bot.providers.registry import display
-from bot.settings import Settings
 
-log = logging.getLogger("bot.console")
+log = logging.getLogger("bot.cli.console")
 
 SANDBOX_LEADS = "1m,20s"  # reminders a newcomer sees within a minute of `schedule … in 90s`
 SANDBOX_DB = "smsops-sandbox.db"
@@ -169,12 +169,12 @@ def load_support() -> Support | str:
         sys.path.insert(0, str(root))
     try:
         return Support(
-            harness=importlib.import_module("tests.support.harness"),
-            slack=importlib.import_module("tests.fakes.slack"),
-            telnyx=importlib.import_module("tests.fakes.telnyx"),
-            twilio=importlib.import_module("tests.fakes.twilio"),
-            solapi=importlib.import_module("tests.fakes.solapi"),
-            highlevel=importlib.import_module("tests.fakes.highlevel"),
+            harness=importlib.import_module("bot.sandbox.harness"),
+            slack=importlib.import_module("bot.sandbox.slack"),
+            telnyx=importlib.import_module("bot.sandbox.telnyx"),
+            twilio=importlib.import_module("bot.sandbox.twilio"),
+            solapi=importlib.import_module("bot.sandbox.solapi"),
+            highlevel=importlib.import_module("bot.sandbox.highlevel"),
         )
     except ImportError as error:
         return f"{type(error).__name__}: {error}"

@@ -13,7 +13,7 @@ What it does like Telnyx (team-telnyx/openapi spec3.yml @4f3a6bd8 and the docs i
 - `Idempotency-Key` on the POSTs (developers.telnyx.com/docs/development/api-fundamentals/idempotency):
   a key matching `^[A-Za-z0-9_:-]{1,255}$`; a record per (key, method, path); only a successful answer is
   replayed, for 24 hours (by the fake's clock); the same key with another query or a body not
-  byte-for-byte identical is 422 while the record exists. Listed in tests/fakes/deviations.py (the spec
+  byte-for-byte identical is 422 while the record exists. Listed in bot/sandbox/deviations.py (the spec
   subset does not declare the header).
 - The message payload has no `send_at` (neither OutboundMessagePayload in the spec nor the SDK's
   Message lists it): the fake keeps each message's send time to itself.
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.fakes import deviations
-from tests.fakes.server import FakeServer, Receive, Scope, Send
+from bot.sandbox import deviations
+from bot.sandbox.server import FakeServer, Receive, Scope, Send
 
 # ---------------------------------------------------------------- shared helpers (also for HighLevel)
 
@@ -69,7 +69,7 @@ class SpecCheck:
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[list[dict[str, str]], list[str]]:
         """(violations, the deviations tolerated): the spec's problems with this request, less those a
-        deviation in tests/fakes/deviations.py lists, which is the only place a departure may be excused."""
+        deviation in bot/sandbox/deviations.py lists, which is the only place a departure may be excused."""
         used: list[str] = []
         header = deviations.header_deviation(self.provider, method, path, headers)
         if header is not None:
@@ -131,7 +131,7 @@ def _describe(error: BaseException, seen: set[int] | None = None) -> list[dict[s
 @lru_cache(maxsize=4)
 def load_spec(relative: str, host_url: str, provider: str = "") -> SpecCheck | None:
     """Load an unmodified spec once per process (None when the specs or openapi-core are not there).
-    `provider` names the entries of tests/fakes/deviations.py that `SpecCheck.check` consults."""
+    `provider` names the entries of bot/sandbox/deviations.py that `SpecCheck.check` consults."""
     base = specs_dir()
     if base is None or not (base / relative).is_file():
         return None
@@ -252,7 +252,7 @@ class FakeTelnyx:
         self.now: Callable[[], datetime] = now or utcnow
         self.messages: dict[str, dict[str, Any]] = {}
         self.spec_violations: list[dict[str, Any]] = []
-        self.tolerated: list[str] = []  # the deviations (tests/fakes/deviations.py) requests relied on
+        self.tolerated: list[str] = []  # the deviations (bot/sandbox/deviations.py) requests relied on
         self.unvalidated = 0  # requests that went through without a spec check (specs not found)
         self.deliver_as = "delivered"  # what a scheduled message becomes once its send_at has passed
         self._sent_now: set[str] = set()  # sent without send_at: queued, then delivered when next read

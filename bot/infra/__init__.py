@@ -1,0 +1,1 @@
+"""Infrastructure shared by every layer: settings, logging, metrics, the per-loop HTTP session."""

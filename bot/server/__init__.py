@@ -1,0 +1,1 @@
+"""Assembling and running the bot: the ASGI app (Slack events, health, metrics, webhooks)."""
