@@ -2,7 +2,8 @@
 # smsops: `docker build -t smsops .` then `docker run --env-file .env smsops`.
 # The image runs `python -m bot`, as `make run` does: it brings the database schema up to date, then
 # runs the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT). /healthz, /metrics and
-# /webhooks/telnyx are served on PORT in both modes.
+# /webhooks/telnyx are served on PORT in both modes. The local console with its simulated Slack and
+# providers (bot/sandbox) is in the image too: `docker run -it --rm smsops smsops console`.
 
 ARG PYTHON_VERSION=3.12
 
@@ -22,7 +23,7 @@ RUN mkdir -p bot db && touch bot/__init__.py db/__init__.py \
 COPY bot ./bot
 COPY db ./db
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import bot, db.migrate"
+    && python -c "import bot, db.migrate, bot.cli.console, bot.sandbox.harness"
 
 # --- run: the virtualenv on a clean slim base, as an unprivileged user ------------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -4,8 +4,9 @@ provider accounts) needed.
 The console runs the real bot, over real HTTP, exactly as a Slack workspace would talk to it: every
 line is sent as a signed slash command to the bot's `/slack/events`, every button press as a signed
 `block_actions` payload, and the bot answers through `response_url` and the Web API of a local
-Slack (the test suite's FakeSlack). What Slack would show, the console prints: ephemeral answers,
-channel messages and their edits (reminders arrive as they happen), buttons as `[n] Label`.
+Slack (bot.sandbox.slack, which the test suite uses too). What Slack would show, the console
+prints: ephemeral answers, channel messages and their edits (reminders arrive as they happen),
+buttons as `[n] Label`.
 
 `--sandbox` (the default when no provider credentials are set) points the bot at the simulated
 Solapi, HighLevel, Telnyx and Twilio the tests use (bot/sandbox): they keep the providers' documented rules,
@@ -15,14 +16,14 @@ Without `--sandbox` and with provider credentials set, the bot uses the real pro
 DATABASE_URL (or `./smsops-console.db` when SLACK_BOT_TOKEN is set: see `database_for`); only Slack
 is local. The bot's JSON log goes to `./smsops-console.log`, not the terminal.
 
-The simulators live in the source checkout's `tests/` folder, so the console needs the checkout.
+The simulators are part of the package (bot.sandbox), so an installed smsops (a wheel, the Docker
+image) runs the console from any directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import itertools
 import json
 import logging
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 
 from bot.cli.console_render import Button, Names, Style, confirm_question, indent, render_blocks
@@ -55,14 +57,6 @@ CHANNEL_ID = "C0SANDBOX1"
 CHANNEL_NAME = "sandbox"
 REPLY_TIMEOUT = 60.0  # providers may take a read timeout or two, with retries
 MAX_WAIT = 600
-
-NEEDS_CHECKOUT = """\
-smsops console: the console runs the bot against the local Slack and the simulated providers that
-live in the source checkout's tests/ folder, and this installation has no such folder ({error}).
-Run it from a clone of the repository:
-
-    git clone <the smsops repository> && cd smsops && make console
-"""
 
 CONSOLE_HELP = """\
 Type an /sms command with or without the `/sms` (`schedule …`, `/sms list`), or:
@@ -90,9 +84,6 @@ def console_main(argv: list[str], settings: Settings) -> int:
 
     file_handler = log_to_file(Path(options.log), settings)  # before the imports below start logging
     support = load_support()
-    if isinstance(support, str):
-        print(NEEDS_CHECKOUT.format(error=support), file=sys.stderr)
-        return 2
     sandbox = options.sandbox or not has_provider_credentials(settings)
     console = Console(support, settings, sandbox=sandbox, database_url=database_for(settings, sandbox, options.db),
                       log_file=Path(options.log), user=options.user, log_handler=file_handler)
@@ -152,32 +143,21 @@ class ConsoleError(Exception):
 
 @dataclass
 class Support:
-    """The test-suite modules the console is built on (typed loosely: they are not part of `bot`)."""
+    """The sandbox modules the console is built on (bot.sandbox: the local Slack, the simulated
+    providers and the HTTP harness)."""
 
-    harness: Any
-    slack: Any
-    telnyx: Any
-    twilio: Any
-    solapi: Any
-    highlevel: Any
+    harness: ModuleType
+    slack: ModuleType
+    telnyx: ModuleType
+    twilio: ModuleType
+    solapi: ModuleType
+    highlevel: ModuleType
 
 
-def load_support() -> Support | str:
-    """The local Slack, the provider simulators and the HTTP harness, or why they can't be had."""
-    root = Path(__file__).resolve().parents[1]
-    if (root / "tests" / "support" / "harness.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        return Support(
-            harness=importlib.import_module("bot.sandbox.harness"),
-            slack=importlib.import_module("bot.sandbox.slack"),
-            telnyx=importlib.import_module("bot.sandbox.telnyx"),
-            twilio=importlib.import_module("bot.sandbox.twilio"),
-            solapi=importlib.import_module("bot.sandbox.solapi"),
-            highlevel=importlib.import_module("bot.sandbox.highlevel"),
-        )
-    except ImportError as error:
-        return f"{type(error).__name__}: {error}"
+def load_support() -> Support:
+    from bot.sandbox import harness, highlevel, slack, solapi, telnyx, twilio
+
+    return Support(harness=harness, slack=slack, telnyx=telnyx, twilio=twilio, solapi=solapi, highlevel=highlevel)
 
 
 # --- what the local Slack saw ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ BOT_TOKEN = "xoxb-test-token"
 
 def sign(body: str, timestamp: int | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or ""  # None: no body
     return {"x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
 
@@ -43,7 +43,7 @@ class BotHarness:
             "provider_read_timeout": 3.0,
         }
         values.update(settings)
-        self.settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        self.settings = Settings(_env_file=None, **values)
         self.runtime = Runtime(self.settings, clock=clock)
         self.server = FakeServer(self.runtime.asgi(), lifespan="on")
         self.http = httpx.Client(timeout=30)

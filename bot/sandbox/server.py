@@ -198,7 +198,7 @@ def free_port() -> int:
 class FakeServer:
     """Serves `app` on http://127.0.0.1:<port> from a daemon thread until stop()."""
 
-    def __init__(self, app: ASGIApp, port: int | None = None, lifespan: str = "off") -> None:
+    def __init__(self, app: ASGIApp, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "off") -> None:
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
         self.port = port or free_port()

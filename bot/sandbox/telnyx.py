@@ -49,12 +49,14 @@ SPECS_ENV = "SMSOPS_SPECS_DIR"
 
 
 def specs_dir() -> Path | None:
-    """Where the API specs are: $SMSOPS_SPECS_DIR, else the copies in tests/specs."""
+    """Where the API specs are: $SMSOPS_SPECS_DIR, else the copies in the checkout's tests/specs. An
+    installed package has neither (and no openapi-core): its simulators then check nothing against them."""
     override = os.environ.get(SPECS_ENV)
     if override:
         return Path(override) if Path(override).is_dir() else None
-    vendored = Path(__file__).resolve().parents[1] / "specs"  # tests/specs: copies, see its README
-    return vendored if vendored.is_dir() else None
+    checkout = Path(__file__).resolve().parents[2]  # bot/sandbox/telnyx.py → the repository
+    vendored = checkout / "tests" / "specs"  # copies, see its README
+    return vendored if vendored.is_dir() and (checkout / "pyproject.toml").is_file() else None
 
 
 class SpecCheck:

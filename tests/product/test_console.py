@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -151,15 +150,36 @@ def test_with_provider_credentials_the_console_uses_them_and_the_configured_data
     assert database.is_file() and not (tmp_path / "smsops-sandbox.db").exists()
 
 
-def test_without_the_source_checkout_it_says_what_it_needs(tmp_path):
-    installed = tmp_path / "site"
-    for package in ("bot", "db"):
-        shutil.copytree(ROOT / package, installed / package, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**console_env(tmp_path), "PYTHONPATH": str(installed)}
-    result = subprocess.run([sys.executable, "-m", "bot", "console"], input="", capture_output=True, text=True,
-                            cwd=installed, env=env, timeout=60)
-    assert result.returncode == 2
-    assert "source checkout" in result.stderr and "make console" in result.stderr
+def test_the_installed_wheel_runs_a_console_session_from_any_directory(tmp_path):
+    """`pip install` of the wheel, then `smsops console` in an empty directory: the sandbox ships in the
+    package. The fresh venv sees the test venv's dependencies (a .pth line) but not this checkout."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(wheels), str(ROOT)], check=True, capture_output=True, timeout=120)
+    (wheel,) = wheels.glob("smsops-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    dependencies = [p for p in sys.path if p.endswith("site-packages")]
+    Path(site, "test-dependencies.pth").write_text("\n".join(dependencies) + "\n", encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-index", str(wheel)], check=True, capture_output=True, timeout=120)
+    somewhere = tmp_path / "somewhere"
+    somewhere.mkdir()
+    env = {k: v for k, v in console_env(somewhere).items() if k not in ("PYTHONPATH", "SMSOPS_SPECS_DIR")}
+    where = subprocess.run([str(python), "-I", "-c", "import bot.sandbox; print(bot.sandbox.__file__)"],
+                           check=True, capture_output=True, text=True, cwd=somewhere, env=env).stdout
+    assert where.startswith(site), where  # the installed copy, not the checkout
+    result = subprocess.run([str(venv / "bin" / "smsops"), "console"], capture_output=True, text=True,
+                            input="schedule solapi +821012345678 in 2h 안녕하세요\nlist\nquit\n",
+                            cwd=somewhere, env=env, timeout=90)
+    assert result.returncode == 0, result.stderr
+    scheduled = re.search(r"✅ Scheduled with Solapi .* to 1 recipient\(s\): (G4V\w+)\.", result.stdout)
+    assert scheduled, result.stdout
+    assert re.search(rf"• .* Solapi {scheduled.group(1)} · 1 recipient\(s\) · by @you · scheduled", result.stdout)
+    assert (somewhere / "smsops-sandbox.db").is_file()
 
 
 def test_the_sandbox_never_overwrites_a_database_it_did_not_make(tmp_path):
