@@ -77,14 +77,6 @@ def chain_hash(
     return hashlib.sha256(_CANONICAL.encode(material).encode("utf-8")).hexdigest()
 
 
-def entry_hash(entry: LedgerEntry) -> str:
-    """SHA-256 over every field of the entry and the hash before it."""
-    return chain_hash(
-        entry.seq, entry.at, entry.actor, entry.team, entry.channel, entry.action, entry.provider,
-        entry.target, entry.outcome, entry.detail, entry.request_id, entry.prev_hash,
-    )
-
-
 def _column_limit(name: str) -> int | None:
     return getattr(LedgerEntry.__table__.c[name].type, "length", None)  # type: ignore[attr-defined]
 

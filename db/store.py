@@ -6,7 +6,7 @@ change and its record land together or not at all."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -317,11 +317,9 @@ class Store:
         drafts: Sequence[EntryDraft] = (),
         send_updates: Sequence[tuple[str, str, str | None]] = (),
         new_sends: Sequence[TrackedSend] = (),
-        also: Callable[[Connection], None] | None = None,
     ) -> bool:
         """Record the outcome of a provider call: ledger entries, state changes and the intent's
-        close, in one transaction. `send_updates`: (send_id, state, provider_status); `also`: more work
-        for the same transaction, after the rest (dropping the reminders of a cancelled send)."""
+        close, in one transaction. `send_updates`: (send_id, state, provider_status)."""
         now = self.clock.now()
         with self.writing() as conn:
             closed = conn.execute(
@@ -341,8 +339,6 @@ class Store:
                 conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(**values))
             for draft in drafts:
                 append_row(conn, draft, now)
-            if also is not None:
-                also(conn)
             return True
 
     def open_intents(self, started_before: datetime | None = None) -> list[Intent]:

@@ -104,19 +104,14 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
     detail = f"{display(name)}: {after.status}"
     if name is ProviderName.SOLAPI and after.status == "FAILED":
         detail += " (Solapi marks a cancelled group FAILED)"
-    # The outcome, the send's new state and (once nothing in its batch is waiting) the removal of its
-    # reminders: one transaction.
-    dropper = services.reminders.dropper(send) if send is not None else None
     await services.db(
         services.store.close_intent,
         intent.id,
         [who.draft(Action.CANCELLED, Outcome.OK, provider=name, target=target, detail=detail)],
         [(send.id, SendState.CANCELLED.value, after.status)] if send else [],
-        also=dropper,
     )
     if send is not None:
-        if dropper is None:
-            await services.db(services.reminders.drop, send.id)  # a database transaction: off the event loop
+        await services.db(services.reminders.drop, send.id)  # a database transaction: off the event loop
         await refresh_card(services, send, f"Cancelled by <@{who.user}> at {when(services.now())} — {detail}")
         await close_for_send(services, send, f"Cancelled by <@{who.user}> at {when(services.now())}; not sent.")
     return CancelResult(target, name, Tone.OK, f"Cancelled {label}. The provider now says `{after.status}`.")

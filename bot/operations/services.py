@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.policy import Permissions
@@ -28,8 +28,6 @@ class ReminderPlanner(Protocol):
 
     def drop(self, send_id: str) -> None: ...
 
-    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None: ...
-
 
 WEBHOOK_TIMEOUT = 30.0  # slack_sdk's own default for a webhook
 
@@ -45,9 +43,6 @@ class NoReminders:
         return None
 
     def drop(self, send_id: str) -> None:
-        return None
-
-    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None:
         return None
 
 

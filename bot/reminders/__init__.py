@@ -21,7 +21,7 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -367,19 +367,6 @@ class Reminders:
             self.remove_batch(batch_id)
         except Exception:
             log.exception("could not drop reminders", extra={"send": send_id})
-
-    def dropper(self, send: TrackedSend) -> Callable[[Connection], None] | None:
-        """`drop` for `send`, as work for the caller's own writing transaction (a cancel's close: the
-        outcome and the reminders' removal land together, in one transaction instead of two); None when
-        it cannot be done that way (the scheduler not running: call `drop`)."""
-        if not self._in_store():
-            return None
-
-        def drop_in(conn: Connection) -> None:
-            if not self._waiting(conn, send.batch_id):
-                conn.execute(self._batch_jobs(send.batch_id))
-
-        return drop_in
 
     def _in_store(self) -> bool:
         """Whether planned jobs are in the database (else they wait in the scheduler's memory)."""

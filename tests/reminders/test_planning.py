@@ -223,12 +223,9 @@ async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_datab
         assert reminders.job_ids(mine.batch_id) == sorted(job_id(mine.batch_id, lead) for lead in (3600, 600))
 
         services.store.set_state(mine.id, "cancelled")
-        reminders.drop(mine.id)  # after the fact, as reconciliation does
+        reminders.drop(mine.id)  # after the send's own transaction, as every caller does
         services.store.set_state(other.id, "cancelled")
-        drop_in = reminders.dropper(other)  # inside the cancel's own transaction, as /sms cancel does
-        assert drop_in is not None
-        with services.store.writing() as conn:
-            drop_in(conn)
+        reminders.drop(other.id)
 
         assert stored() == {job_id(kept.batch_id, lead) for lead in (3600, 600)}
         assert reminders.job_ids(mine.batch_id) == reminders.job_ids(other.batch_id) == []
