@@ -3,7 +3,8 @@ imports only from its own layer or the layers below it (imports inside functions
 
     cli  →  sandbox  →  server  →  slack  →  reminders  →  operations  →  providers, db  →  infra  →  domain
 
-- domain is pure: the standard library (no I/O modules) and bot.providers.base, nothing else;
+- domain is pure: the standard library (no I/O modules), bot.providers.base and the few pure libraries
+  of PURE_LIBRARIES (phone numbers, dates: data and parsing, no I/O), nothing else;
 - the sandbox (simulated Slack and providers) is imported by the console and the tests only, never on
   the production path.
 """
@@ -32,6 +33,8 @@ RANKS: dict[str, int] = {
     "bot": 0,  # the package's own __init__ (the version)
 }
 DOMAIN_MAY_ALSO_IMPORT = {"bot.providers.base"}  # the provider-neutral vocabulary: ProviderName, states
+# pure libraries the domain may use: phone-number metadata and parsing, natural-language dates
+PURE_LIBRARIES = {"phonenumbers", "dateparser"}
 SANDBOX_IMPORTERS = {"bot.cli.console"}
 IO_MODULES = {"os", "io", "socket", "subprocess", "sqlite3", "http", "urllib", "asyncio", "threading", "logging",
               "pathlib", "shutil", "tempfile", "ssl", "select", "signal", "multiprocessing", "sys"}
@@ -80,7 +83,8 @@ def violations(root: Path) -> list[str]:
         for imported in imports(path, module):
             target = layer_of(imported)
             top = imported.split(".")[0]
-            if own == "bot.domain" and target is None and (top in IO_MODULES or top not in sys.stdlib_module_names):
+            if own == "bot.domain" and target is None and (top in IO_MODULES or (
+                    top not in sys.stdlib_module_names and top not in PURE_LIBRARIES)):
                 problems.append(f"{module} imports {imported}: the domain is pure (no I/O, no third-party)")
             if target is None or target == own:
                 continue
