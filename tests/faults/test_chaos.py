@@ -124,17 +124,31 @@ def test_a_read_with_a_dropped_connection_is_retried(make_bot, solapi):
     assert solapi.calls("GET", group_id) == 2
 
 
-def test_a_schedule_hitting_a_5xx_is_never_repeated(make_bot, telnyx):
+def test_a_telnyx_schedule_hitting_a_5xx_is_repeated_with_its_key_and_scheduled_once(make_bot, telnyx):
     bot = make_bot()
     telnyx.server.faults.status(503, '{"errors":[{"code":"10007","title":"Service unavailable"}]}',
                                 method="POST", times=1)
     _, token = bot.command("schedule telnyx +15551230001 in 2h hello")
     notes, final = progress_and_final(bot, token)
+    assert notes == ["⏳ Telnyx is slow (unavailable), retrying…"]
+    assert "Scheduled with Telnyx" in final
+    posts = telnyx.server.requests_to("POST")
+    keys = {p.headers.get("idempotency-key") for p in posts}
+    assert len(posts) == 2 and len(keys) == 1 and None not in keys  # the same key: Telnyx sends it once
+    assert len(telnyx.messages) == 1
+    assert [a for a, _, _ in ledger(bot)] == ["scheduled"]
+
+
+def test_a_highlevel_schedule_hitting_a_5xx_is_never_repeated_and_is_unknown(make_bot, highlevel):
+    bot = make_bot()
+    highlevel.server.faults.status(503, '{"statusCode":503,"message":"Service Unavailable"}', method="POST",
+                                   times=1)
+    _, token = bot.command("schedule highlevel cT0000000001 in 2h hello")
+    notes, final = progress_and_final(bot, token)
     assert notes == []
-    assert "Not scheduled" in final and "check the provider's console" in final
-    assert len(telnyx.server.requests_to("POST")) == 1
-    assert telnyx.messages == {}
-    assert [a for a, _, _ in ledger(bot)] == ["failed"]
+    assert "Unknown, checking" in final and "Not scheduled" not in final
+    assert len(highlevel.server.requests_to("POST")) == 1  # no key: asking again could send it twice
+    assert [a for a, _, _ in ledger(bot)] == []  # nothing is known yet: reconcile records what it finds
 
 
 def test_a_highlevel_schedule_that_times_out_is_not_repeated_and_says_the_outcome_is_unknown(
@@ -148,10 +162,9 @@ def test_a_highlevel_schedule_that_times_out_is_not_repeated_and_says_the_outcom
     finally:
         gate.release()
     assert notes == []
-    assert "did not answer in time" in final and "may or may not have taken it" in final
+    assert "Unknown, checking" in final and "may or may not have scheduled it" in final
+    assert "Not scheduled" not in final
     assert len(highlevel.server.requests_to("POST")) == 1
-    entries = ledger(bot)
-    assert [a for a, _, _ in entries] == ["failed"]
 
 
 def _approve(bot: Any, solapi: Any) -> tuple[str, str]:
