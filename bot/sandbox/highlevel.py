@@ -177,6 +177,7 @@ class FakeHighLevel:
                 await reply(send, 429, {"statusCode": 429, "message": "Too many requests"}, extra)
                 return
         status, payload = self._handle(method, path, query, headers, body)
+        self._validate_response(method, path, query, headers, body, status, payload)
         await reply(send, status, payload, extra)
 
     def _handle(
@@ -258,6 +259,21 @@ class FakeHighLevel:
         if problems:
             self._violation(method, path, problems)
         return problems
+
+    def _validate_response(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
+        payload: Any,
+    ) -> None:
+        """The fake's answers are checked against the spec too: what a real client must be able to parse.
+        Answers the bot's requests cannot get past validation for (401, unknown routes, refused requests)
+        are the fake's own and skipped."""
+        if self._spec is None or status in (401, 404, 422, 429):
+            return
+        problems, used = self._spec.check_response(method, path, query, headers, body, status, payload)
+        with self._lock:
+            self.tolerated.extend(used)
+        if problems:
+            self._violation(method, path, problems)
 
     def _violation(self, method: str, path: str, problems: list[dict[str, str]]) -> None:
         with self._lock:

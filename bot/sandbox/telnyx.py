@@ -86,6 +86,39 @@ class SpecCheck:
                 used.append(excuse.what)
         return problems, used
 
+    def check_response(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
+        payload: Any,
+    ) -> tuple[list[dict[str, str]], list[str]]:
+        """(violations, the deviations tolerated) of the fake's own answer to a valid request: the answer
+        must be one the spec documents for that operation and status, in the shape it declares (so a
+        fake cannot answer what no real client would be able to parse)."""
+        from openapi_core.exceptions import OpenAPIError
+        from openapi_core.testing import MockRequest, MockResponse
+
+        request = MockRequest(
+            self._host_url, method.lower(), path, args=dict(parse_qsl(query, keep_blank_values=True)),
+            headers=dict(deviations.headers_to_validate(self.provider, method, path, headers)), data=body,
+            content_type=headers.get("content-type", "application/json").split(";")[0].strip(),
+        )
+        response = MockResponse(json.dumps(payload).encode() if payload is not None else b"", status_code=status,
+                                content_type="application/json")
+        try:
+            self._app.validate_response(request, response)
+        except OpenAPIError as error:
+            found = _describe(error) or [{"message": str(error) or type(error).__name__, "pointer": ""}]
+        else:
+            return [], []
+        problems: list[dict[str, str]] = []
+        used: list[str] = []
+        for problem in found:
+            excuse = deviations.tolerated(self.provider, method, path, "response: " + problem["message"])
+            if excuse is None:
+                problems.append({**problem, "message": f"response {status}: {problem['message']}"})
+            elif excuse.what not in used:
+                used.append(excuse.what)
+        return problems, used
+
     def violations(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> list[dict[str, str]]:
@@ -117,9 +150,10 @@ def _describe(error: BaseException, seen: set[int] | None = None) -> list[dict[s
     seen.add(id(error))
     found: list[dict[str, str]] = []
     for schema_error in getattr(error, "schema_errors", None) or []:
-        pointer = "/" + "/".join(str(part) for part in schema_error.absolute_path)
         name = getattr(error, "name", None)
-        found.append({"message": f"{name + ': ' if name else ''}{schema_error.message}", "pointer": pointer})
+        for leaf in _closest_branch(schema_error):
+            pointer = "/" + "/".join(str(part) for part in leaf.absolute_path)
+            found.append({"message": f"{name + ': ' if name else ''}{leaf.message}", "pointer": pointer})
     for sub in getattr(error, "errors", None) or []:
         if isinstance(sub, BaseException):
             found.extend(_describe(sub, seen))
@@ -128,6 +162,19 @@ def _describe(error: BaseException, seen: set[int] | None = None) -> list[dict[s
     if not found and error.__cause__ is None and str(error):
         found.append({"message": str(error), "pointer": ""})
     return found
+
+
+def _closest_branch(schema_error: Any) -> list[Any]:
+    """A oneOf/anyOf failure says only "not valid under any of the given schemas": report instead the
+    errors of the branch the value came closest to (fewest errors), which say what is actually wrong."""
+    context = list(getattr(schema_error, "context", None) or [])
+    if not context:
+        return [schema_error]
+    branches: dict[Any, list[Any]] = {}
+    for sub in context:
+        branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    closest = min(branches.values(), key=len)
+    return [leaf for sub in closest for leaf in _closest_branch(sub)]
 
 
 @lru_cache(maxsize=4)
@@ -358,6 +405,7 @@ class FakeTelnyx:
                 )
                 return
         status, payload = self._handle(method, path, query, headers, body)
+        self._validate_response(method, path, query, headers, body, status, payload)
         await reply(send, status, payload, extra)
 
     def _handle(
@@ -425,6 +473,24 @@ class FakeTelnyx:
         if problems:
             self._violation(method, path, problems)
         return problems
+
+    def _validate_response(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
+        payload: Any,
+    ) -> None:
+        """Answers to requests the spec covers are checked too: what a real client must be able to parse."""
+        if self._spec is None or status == 401 or not self._validated_request(method, path):
+            return
+        problems, used = self._spec.check_response(method, path, query, headers, body, status, payload)
+        with self._lock:
+            self.tolerated.extend(used)
+        if problems:
+            self._violation(method, path, problems)
+
+    @staticmethod
+    def _validated_request(method: str, path: str) -> bool:
+        return (method == "POST" and path in ("/v2/messages/schedule", "/v2/messages")) or (
+            method in ("GET", "DELETE") and _MESSAGE_PATH.match(path) is not None)
 
     def _violation(self, method: str, path: str, problems: list[dict[str, str]]) -> None:
         with self._lock:

@@ -639,3 +639,27 @@ async def test_a_408_is_retried_for_a_read_but_not_for_an_unkeyed_schedule(
     outcome = await telnyx_client.schedule(request(clock, "+18665550001"))
     [(_, error)] = outcome.unknown
     assert error.kind is ErrorKind.TIMEOUT and len(fake_telnyx.server.requests_to("POST")) == 1
+
+
+def test_the_fakes_answers_are_checked_against_the_spec_too():
+    """A fake that answered what the spec does not allow would let the bot pass against answers no real
+    Telnyx gives: the answer is validated like the request, and only deviations.py may excuse it."""
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    from bot.sandbox.telnyx import FakeTelnyx
+
+    with FakeTelnyx() as fake:
+        message_id = fake.add_message(to="+15551230001", text="hi", send_at=datetime.now(UTC) + timedelta(hours=1))
+        auth = {"Authorization": f"Bearer {fake.api_key}"}
+        assert httpx.get(f"{fake.base_url}/messages/{message_id}", headers=auth).status_code == 200
+        assert fake.spec_violations == []  # 'scheduled' is excused, with its source
+        assert any("'scheduled'" in t or "scheduled" in t for t in fake.tolerated)
+        fake.messages[message_id]["to"][0]["status"] = "banana"  # no Telnyx status, excused nowhere
+        fake.messages[message_id]["parts"] = "one"
+        httpx.get(f"{fake.base_url}/messages/{message_id}", headers=auth)
+        [violation] = fake.spec_violations
+        messages = [e["message"] for e in violation["errors"]]
+        assert any("'banana' is not one of" in m for m in messages), messages
+        assert all(m.startswith("response 200: ") for m in messages)
