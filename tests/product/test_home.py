@@ -103,7 +103,8 @@ def test_home_shows_upcoming_sends_approvals_and_activity_and_is_fresh_each_time
 
     bobs = sections(open_home(bot, BOB))
     assert theirs in bobs["Upcoming sends"] and mine not in bobs["Upcoming sends"]
-    assert "approval_requested" in bobs["Your recent activity"]
+    assert "asked for approval" in bobs["Your recent activity"]
+    assert "approval_requested" not in bobs["Your recent activity"]
 
     # Alice cancels; reopening the tab shows it (the view is built anew on every open)
     _, token = bot.command(f"cancel {mine}", user=ALICE, channel=CHANNEL)

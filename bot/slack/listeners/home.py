@@ -13,7 +13,7 @@ from bot.operations.common import when
 from bot.operations.services import Services
 from bot.providers.registry import display
 from bot.slack.blocks import card_blocks
-from db.audit import AuditFilter, query
+from db.audit import AuditFilter, action_words, query
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def home_view(services: Services, user: str, notice: str | None = None) ->
     blocks += [
         {"type": "divider"},
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Your recent activity*\n" + (
-            "\n".join(f"• {when(e.at)} *{e.action}* {display(e.provider or '')} `{e.target or '-'}` "
+            "\n".join(f"• {when(e.at)} *{action_words(e.action)}* {display(e.provider or '')} `{e.target or '-'}` "
                       f"({e.outcome})" for e in recent) or "Nothing yet.")}},
     ]
     return {"type": "home", "blocks": blocks[:100]}
