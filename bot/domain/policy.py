@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from bot.domain.durations import format_duration
 from bot.providers.base import ProviderName
@@ -48,7 +48,7 @@ class Decision:
 def schedule_window(provider: ProviderName, send_at: datetime, now: datetime) -> Decision:
     ahead = send_at - now
     if ahead <= timedelta(0):
-        return Decision.refuse(f"{send_at.isoformat()} is in the past")
+        return Decision.refuse(f"{send_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC is in the past")
     if provider is ProviderName.TELNYX:
         if ahead < TELNYX_MIN_AHEAD:
             return Decision.refuse(
