@@ -178,16 +178,18 @@ class TwilioClient:
         await self._http.aclose()
 
     async def status(self, target: str) -> MessageState:
-        body = await self._http.request("GET", f"{self._messages}/{target}.json", idempotent=True,
-                                        operation="GET /Messages/{sid}.json")
-        return message_state(body, expected_sid=target)
+        # parsed inside the counted call: an answer the bot cannot read is `garbage` in the metrics too
+        state: MessageState = await self._http.request(
+            "GET", f"{self._messages}/{target}.json", idempotent=True, operation="GET /Messages/{sid}.json",
+            parse=lambda body: message_state(body, expected_sid=target))
+        return state
 
     async def cancel(self, target: str) -> MessageState:
         try:
             # Repeating a cancel is harmless: a second one finds it canceled (30409) and looks.
-            body = await self._http.request("POST", f"{self._messages}/{target}.json", idempotent=True,
-                                            form_body={"Status": "canceled"},
-                                            operation="POST /Messages/{sid}.json")
+            cancelled: MessageState = await self._http.request(
+                "POST", f"{self._messages}/{target}.json", idempotent=True, form_body={"Status": "canceled"},
+                operation="POST /Messages/{sid}.json", parse=lambda body: message_state(body, expected_sid=target))
         except ProviderError as error:
             if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
                 raise
@@ -200,7 +202,7 @@ class TwilioClient:
             if current.state is SendState.CANCELLED:
                 return current
             raise
-        return message_state(body, expected_sid=target)
+        return cancelled
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         if not self.messaging_service_sid:
@@ -220,9 +222,11 @@ class TwilioClient:
             async with gate:
                 try:
                     # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    answer = await self._http.request("POST", f"{self._messages}.json", form_body=form,
-                                                      idempotent=False, operation="POST /Messages.json")
-                    return message_state(answer, send_at=request.send_at.astimezone(UTC))
+                    scheduled: MessageState = await self._http.request(
+                        "POST", f"{self._messages}.json", form_body=form, idempotent=False,
+                        operation="POST /Messages.json",
+                        parse=lambda answer: message_state(answer, send_at=request.send_at.astimezone(UTC)))
+                    return scheduled
                 except ProviderError as error:
                     return error
 
