@@ -577,7 +577,9 @@ class Console:
                        quiet=True)
 
     def _mentions(self, text: str) -> str:
-        """`@bob` → `<@UBOB00000>` for people the console knows, as Slack's client does."""
+        """What Slack's client sends for typed text: `&`, `<`, `>` escaped (`&amp;`, `&lt;`, `&gt;`), then
+        `@bob` → `<@UBOB00000>` for people the console knows (the manifest's should_escape)."""
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         by_name = {name.lower(): uid for uid, name in self.names.users.items()}
 
         def swap(match: re.Match[str]) -> str:

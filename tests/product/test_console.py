@@ -150,6 +150,16 @@ def test_with_provider_credentials_the_console_uses_them_and_the_configured_data
     assert database.is_file() and not (tmp_path / "smsops-sandbox.db").exists()
 
 
+def test_the_console_sends_text_escaped_as_slack_does_so_the_phone_gets_what_was_typed(tmp_path, telnyx):
+    env = console_env(tmp_path, TELNYX_API_KEY=telnyx.api_key, TELNYX_BASE_URL=telnyx.base_url,
+                      TELNYX_FROM="+18445550001", DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.db'}")
+    typed = "Tom & Jerry <3, literally &amp;"
+    result = subprocess.run([sys.executable, "-m", "bot", "console"], input=f"schedule telnyx +15551234567 in 2h "
+                            f"{typed}\nquit\n", capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [m["text"] for m in telnyx.messages.values()] == [typed]
+
+
 def test_the_installed_wheel_runs_a_console_session_from_any_directory(tmp_path):
     """`pip install` of the wheel, then `smsops console` in an empty directory: the sandbox ships in the
     package. The fresh venv sees the test venv's dependencies (a .pth line) but not this checkout."""
