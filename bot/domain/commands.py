@@ -29,9 +29,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 USAGE: dict[str, str] = {
     "help": "/sms help",
     "providers": "/sms providers",
-    "schedule": "/sms schedule [--override] <provider> <to>[,<to>...] at <when> <text>",
+    "schedule": "/sms schedule <provider> <to>[,<to>...] at <when> <text>",
     "track": "/sms track <provider> <id>",
-    "send": "/sms send [--override] <groupId>",
+    "send": "/sms send <groupId>",
     "cancel": "/sms cancel <id>   ·   /sms cancel <id> <id> …   ·   /sms cancel all mine [since <7d|date>]",
     "delete": "/sms delete <groupId>",
     "status": "/sms status <id>",

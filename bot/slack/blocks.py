@@ -87,15 +87,13 @@ def help_blocks(verb: str | None = None, now: datetime | None = None, *, admin: 
     now = now or datetime.now(UTC)
     example = examples(now)
     usage = dict(USAGE)
-    if not admin:
-        usage = {v: text.replace("[--override] ", "") for v, text in usage.items()}
     if not auditor:
         usage["audit"] = OWN_AUDIT
         example["audit"] = example["audit"].replace("<@U012AB3CD> ", "")
     lines = [f"`{usage[v]}`\n      e.g. `{example[v]}`" for v in verbs]
     if admin and verb is None:
-        lines.append("`--override` (admins): after `schedule` or `send`, lets it past quiet hours and daily "
-                     "limits (recorded); opt-outs are never overridden.")
+        lines.append("`/sms schedule --override …`  ·  `/sms send --override <groupId>`   (admins)\n      lets it "
+                     "past quiet hours and daily limits (recorded); opt-outs are never overridden.")
     intro = ("*/sms* schedules, approves, sends and cancels SMS at Solapi/CoolSMS, HighLevel and Telnyx, "
              "and keeps a ledger of who did what.")
     soon = (now.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
