@@ -46,6 +46,9 @@ class Action(StrEnum):
     REMINDED = "reminded"
     REFUSED = "refused"
     FAILED = "failed"
+    OPTED_OUT = "opted_out"  # a number added to the opt-out list (by an inbound STOP or an admin)
+    OPTED_IN = "opted_in"  # a number removed from it (an inbound START, or an admin with a reason)
+    OVERRIDDEN = "overridden"  # an admin's --override let a send past a guard rail (quiet hours, a cap)
 
 
 class Outcome(StrEnum):
@@ -209,3 +212,16 @@ class SlackName(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=80)
     seen_at: datetime = Field(sa_column=_utc_column())
+
+
+class OptOut(SQLModel, table=True):
+    """A number that must not be messaged: every schedule and send to it is refused before any call.
+    Added by an inbound STOP (Telnyx, Twilio) or `/sms optout add`; removed by START or an admin."""
+
+    __tablename__ = "opt_outs"
+
+    number: str = Field(primary_key=True, max_length=32)  # E.164
+    source: str = Field(max_length=32)  # telnyx, twilio (an inbound keyword) or slack (an admin)
+    added_by: str = Field(max_length=64)  # the admin's user id, or `system` for an inbound keyword
+    detail: str = Field(default="", max_length=300)  # the keyword received, or the admin's note
+    added_at: datetime = Field(sa_column=_utc_column())

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
@@ -24,6 +24,7 @@ from db.models import (
     ApprovalState,
     Intent,
     LedgerEntry,
+    OptOut,
     ReminderClaim,
     SeenRequest,
     SlackName,
@@ -39,6 +40,7 @@ CANCELLING = "cancelling"
 _SENDS = TrackedSend.__table__  # type: ignore[attr-defined]
 _INTENTS = Intent.__table__  # type: ignore[attr-defined]
 _SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
+_OPTOUTS = OptOut.__table__  # type: ignore[attr-defined]
 _SEND_BY_TARGET = sa_select(_SENDS).where(_SENDS.c.target == bindparam("target")).limit(1)
 _SEND_BY_TARGET_AT = (sa_select(_SENDS).where(_SENDS.c.target == bindparam("target"),
                                               _SENDS.c.provider == bindparam("provider")).limit(1))
@@ -405,3 +407,51 @@ class Store:
         with self.session() as session:
             session.execute(delete(SeenRequest).where(col(SeenRequest.at) < cutoff))
             session.commit()
+
+    # --- opt-outs (bot/operations/optout.py, guard.py) ------------------------------------------
+    def add_optout(self, optout: OptOut, draft: EntryDraft) -> bool:
+        """Put a number on the opt-out list with its ledger entry; False (nothing written) if it is on it."""
+        with self.writing() as conn:
+            if conn.execute(sa_select(_OPTOUTS.c.number).where(_OPTOUTS.c.number == optout.number)).first():
+                return False
+            conn.execute(_OPTOUTS.insert(), _values(optout, _OPTOUTS))
+            append_row(conn, draft, self.clock.now())
+            return True
+
+    def remove_optout(self, number: str, draft: EntryDraft) -> bool:
+        """Take a number off the list with its ledger entry; False (nothing written) if it was not on it."""
+        with self.writing() as conn:
+            removed = conn.execute(_OPTOUTS.delete().where(_OPTOUTS.c.number == number))
+            if not removed.rowcount:
+                return False
+            append_row(conn, draft, self.clock.now())
+            return True
+
+    def opted_out(self, numbers: Sequence[str]) -> list[str]:
+        """Which of `numbers` are on the opt-out list, in the order given."""
+        found: set[str] = set()
+        with self.reader.connect() as conn:
+            for start in range(0, len(numbers), 500):  # bound parameters per statement stay few
+                chunk = list(numbers[start:start + 500])
+                found.update(row[0] for row in conn.execute(
+                    sa_select(_OPTOUTS.c.number).where(_OPTOUTS.c.number.in_(chunk))))
+        return [n for n in numbers if n in found]
+
+    def optouts(self, limit: int = 50) -> tuple[int, list[OptOut]]:
+        """How many numbers are opted out, and the newest `limit` of them."""
+        with self.reader.connect() as conn:
+            total = conn.execute(sa_select(func.count()).select_from(_OPTOUTS)).scalar_one()
+            rows = conn.execute(sa_select(_OPTOUTS).order_by(_OPTOUTS.c.added_at.desc()).limit(limit))
+            return int(total), [OptOut(**row._mapping) for row in rows]
+
+    # --- daily caps (bot/operations/guard.py) ----------------------------------------------------
+    def recipients_going_out(self, provider: str, start: datetime, end: datetime) -> int:
+        """Recipients of the sends at `provider` that go out in [start, end): scheduled, sending or sent
+        (cancelled, failed and deleted ones do not count)."""
+        with self.reader.connect() as conn:
+            total = conn.execute(
+                sa_select(func.coalesce(func.sum(_SENDS.c.recipient_count), 0)).where(
+                    _SENDS.c.provider == provider, _SENDS.c.send_at >= start, _SENDS.c.send_at < end,
+                    _SENDS.c.state.notin_(("cancelled", "failed", "deleted")))
+            ).scalar_one()
+            return int(total)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -37,7 +37,11 @@ USAGE: dict[str, str] = {
     "status": "/sms status <id>",
     "list": "/sms list [mine|all]",
     "audit": "/sms audit [<id>|<@user>|<provider>] [since <7d|date>] [limit <n>]",
+    "policy": "/sms policy",
+    "optout": "/sms optout add <number>   ·   /sms optout remove <number> <reason>   ·   /sms optout list",
 }
+# `--override` (admins only) lets a schedule or send past quiet hours and daily caps, never past an opt-out.
+OVERRIDE = "--override"
 
 EXAMPLES: dict[str, str] = {
     "help": "/sms help",
@@ -50,6 +54,8 @@ EXAMPLES: dict[str, str] = {
     "status": "/sms status G4V20181005162502HEA0ZB9AQOUMSE1",
     "list": "/sms list mine",
     "audit": "/sms audit <@U012AB3CD> telnyx since {week_ago}",
+    "policy": "/sms policy",
+    "optout": "/sms optout remove +15551234567 asked by phone to get messages again",
 }
 
 
@@ -97,6 +103,7 @@ class Schedule:
     to: tuple[str, ...]
     send_at: datetime
     text: str
+    override: bool = False  # `--override`: an admin lets it past quiet hours and daily caps
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,26 @@ class Track:
 @dataclass(frozen=True)
 class Send:
     target: TargetRef
+    override: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules in force, in words."""
+
+
+@dataclass(frozen=True)
+class OptOutEdit:
+    """`optout add|remove <number> [reason]`: admins edit the list of numbers that must not be messaged."""
+
+    add: bool
+    number: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OptOutList:
+    pass
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,7 @@ class Audit:
 
 Command = (
     Help | Providers | Schedule | Track | Send | Cancel | CancelMine | Delete | Status | ListSends | Audit
+    | Policy | OptOutEdit | OptOutList
 )
 
 
@@ -172,7 +200,11 @@ def parse(text: str, now: datetime, tz: ZoneInfo | None = None,
             _no_args(verb, args)
             return Providers()
         case "schedule":
-            return _schedule(rest, now, tz or ZoneInfo("UTC"), default_region)
+            override = bool(args) and args[0].lower() == OVERRIDE
+            if override:
+                rest = rest[len(args[0]):].strip()
+            planned = _schedule(rest, now, tz or ZoneInfo("UTC"), default_region)
+            return replace(planned, override=True) if override else planned
         case "track":
             if len(args) != 2:
                 raise UsageError("track needs a provider and an id", verb)
@@ -181,6 +213,16 @@ def parse(text: str, now: datetime, tz: ZoneInfo | None = None,
             if target.provider is not provider:
                 raise UsageError(f"that id is prefixed {target.provider}, not {provider}", verb)
             return Track(provider, target)
+        case "send" if any(a.lower() == OVERRIDE for a in args):
+            ids = [a for a in args if a.lower() != OVERRIDE]
+            if len(ids) != 1:
+                raise UsageError("send needs exactly one id", verb)
+            return Send(_target(ids[0], verb), override=True)
+        case "policy":
+            _no_args(verb, args)
+            return Policy()
+        case "optout" | "opt-out":
+            return _optout(args, default_region)
         case "send" | "delete" | "status":
             if len(args) != 1:
                 raise UsageError(f"{verb} needs exactly one id", verb)
@@ -199,6 +241,23 @@ def parse(text: str, now: datetime, tz: ZoneInfo | None = None,
         case "audit":
             return _audit(args, now)
     raise UsageError(f"`{_show(words[0])}` is not an /sms command")
+
+
+def _optout(args: list[str], default_region: str | None) -> OptOutEdit | OptOutList:
+    verb = "optout"
+    action = args[0].lower() if args else ""
+    if action == "list" and len(args) == 1:
+        return OptOutList()
+    if action not in ("add", "remove") or len(args) < 2:
+        raise UsageError("optout takes `add <number>`, `remove <number> <reason>` or `list`", verb)
+    try:
+        number = phones.normalise(args[1], default_region)
+    except phones.PhoneError as error:
+        raise UsageError(f"`{_show(error.number)}` is not a phone number: {error.why}", verb) from None
+    reason = " ".join(args[2:]).strip()
+    if action == "remove" and not reason:
+        raise UsageError("say why the number may be messaged again: `optout remove <number> <reason>`", verb)
+    return OptOutEdit(action == "add", number, reason[:200])
 
 
 def _no_args(verb: str, args: list[str]) -> None:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain import phones
 from bot.domain.durations import parse_duration, parse_duration_list
+from bot.domain.quiet_hours import QuietHours
 
 
 def _id_set(value: object) -> frozenset[str]:
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
     sms_channel: str | None = None
     default_tz: str = "UTC"  # for times written without an offset when Slack does not know the writer's zone
 
+    # guard rails on what leaves (issue 15): checked by bot/operations/guard.py before any provider call
+    quiet_hours: str | None = None  # `21:00-08:00` in each recipient's zone; unset or `off`: no quiet hours
+    daily_limit_telnyx: int | None = Field(default=None, ge=0)  # recipients per day; unset: no cap
+    daily_limit_twilio: int | None = Field(default=None, ge=0)
+    daily_limit_solapi: int | None = Field(default=None, ge=0)
+    daily_limit_highlevel: int | None = Field(default=None, ge=0)
+    daily_limit_tz: str = "UTC"  # the zone whose calendar days the daily limits count
+
     # region for phone numbers typed without +country (010-1234-5678); empty: only +country numbers
     default_region: str | None = phones.DEFAULT_REGION
 
@@ -98,7 +107,12 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> frozenset[str]:
         return _id_set(value)
 
-    @field_validator("default_tz")
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        return None if QuietHours.parse(value) is None else value  # raises with the rule when unreadable
+
+    @field_validator("default_tz", "daily_limit_tz")
     @classmethod
     def _zone(cls, value: str) -> str:
         try:
@@ -122,6 +136,11 @@ class Settings(BaseSettings):
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    def daily_limit(self, provider: str) -> int | None:
+        """DAILY_LIMIT_<PROVIDER>: recipients per day at that provider, or None when uncapped."""
+        value = getattr(self, f"daily_limit_{provider}", None)
+        return value if isinstance(value, int) else None
 
     def secrets(self) -> list[str]:
         """Every configured secret's value, for the log redactor."""

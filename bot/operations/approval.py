@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.domain.ids import TargetRef
 from bot.domain.results import Card, CardKind, Reply, Tone
+from bot.operations import guard
 from bot.operations.common import Invoker, Stop, card_for, describe_error, ledger_detail, resolve, when
 from bot.operations.services import Services
 from bot.providers.base import ProviderError, ProviderName, SendState
@@ -12,7 +13,7 @@ from db.models import Action, Approval, ApprovalState, Intent, Outcome, TrackedS
 from db.store import new_id
 
 
-async def request_send(services: Services, who: Invoker, ref: TargetRef) -> Reply:
+async def request_send(services: Services, who: Invoker, ref: TargetRef, override: bool = False) -> Reply:
     try:
         found = await resolve(services, ref)
     except Stop as stop:
@@ -27,6 +28,11 @@ async def request_send(services: Services, who: Invoker, ref: TargetRef) -> Repl
     if state.state is not SendState.PENDING:
         return Reply(Tone.REFUSED, f"Solapi `{found.target}` is `{state.status}`: only a PENDING group can be "
                                    "sent (Solapi's rule).")
+    refusal = await guard.check_send(services, who, guard.SendPlan(
+        "send", found.provider_name, tuple(state.recipients), services.now(),
+        count=state.recipient_count or None, target=found.target), override)
+    if refusal is not None:
+        return refusal.reply("Not sent")
     now = services.now()
     send = found.send
     if send is None:

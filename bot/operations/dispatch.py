@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.domain import commands
 from bot.domain.results import Reply, Tone
-from bot.operations import approval, cancel, delete, listing, schedule, status
+from bot.operations import approval, cancel, delete, listing, optout, schedule, status
 from bot.operations.bulk import cancel_mine
 from bot.operations.common import Invoker
 from bot.operations.services import Services
@@ -24,8 +24,14 @@ async def run(services: Services, who: Invoker, command: commands.Command) -> Re
             return await schedule.schedule(services, who, command)
         case commands.Track():
             return await schedule.track(services, who, command)
-        case commands.Send(target=target):
-            return await approval.request_send(services, who, target)
+        case commands.Send(target=target, override=override):
+            return await approval.request_send(services, who, target, override)
+        case commands.Policy():
+            return await optout.policy(services, who)
+        case commands.OptOutEdit():
+            return await optout.edit(services, who, command)
+        case commands.OptOutList():
+            return await optout.listing(services, who)
         case commands.Delete(target=target):
             return await delete.delete(services, who, target)
         case commands.ListSends():

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bot.domain import commands, policy
 from bot.domain.results import CardKind, Reply, Tone
+from bot.operations import guard
 from bot.operations.common import Invoker, Stop, card_for, describe_error, ledger_detail, provider_for, when
 from bot.operations.services import Services
 from bot.providers.base import (
@@ -43,6 +44,10 @@ async def schedule(services: Services, who: Invoker, cmd: commands.Schedule) -> 
         await services.db(services.store.record, who.draft(
             Action.REFUSED, Outcome.REFUSED, provider=name, detail=f"schedule refused: {window.reason}"))
         return Reply(Tone.REFUSED, f"Not scheduled: {window.reason}.")
+    refusal = await guard.check_send(services, who, guard.SendPlan("schedule", name, cmd.to, cmd.send_at),
+                                     cmd.override)
+    if refusal is not None:
+        return refusal.reply("Not scheduled")
 
     intent = Intent(id=new_id(), operation="schedule", provider=name, actor=who.user, team=who.team,
                     channel=who.channel, payload=f"{len(cmd.to)} recipients at {cmd.send_at.isoformat()}",

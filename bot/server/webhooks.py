@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.domain.results import CardKind
 from bot.infra.metrics import WEBHOOKS
+from bot.operations import optout
 from bot.operations.common import card_for, when
 from bot.operations.services import Services
 from bot.providers.base import ProviderName
@@ -84,9 +85,12 @@ def telnyx_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
         except (ValueError, KeyError, TypeError, IndexError):
             WEBHOOKS.labels(provider="telnyx", outcome="unreadable").inc()
             return JSONResponse({"error": "not a Telnyx message event"}, status_code=400)
+        seen_key = f"telnyx:{data.get('id') or message_id + event_type}"
+        if event_type == "message.received":  # an inbound SMS: STOP-type keywords edit the opt-out list
+            sender = str((payload.get("from") or {}).get("phone_number") or "")
+            return await _inbound(services, "telnyx", seen_key, sender, str(payload.get("text") or ""))
         if event_type not in ("message.sent", "message.finalized"):
             return JSONResponse({"ignored": event_type})
-        seen_key = f"telnyx:{data.get('id') or message_id + event_type}"
         if not await services.db(services.store.first_time, seen_key):
             return JSONResponse({"duplicate": True})
         try:
@@ -148,6 +152,13 @@ def twilio_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
                 actor=SYSTEM_ACTOR, action=Action.REFUSED, outcome=Outcome.REFUSED, provider=ProviderName.TWILIO,
                 detail=f"delivery webhook refused: {problem}"))
             return JSONResponse({"error": problem}, status_code=401)
+        if fields.get("OptOutType"):  # an inbound STOP/START (Twilio's Advanced Opt-Out classified it)
+            kind = fields["OptOutType"].upper()
+            opt_out = True if kind == "STOP" else False if kind == "START" else None
+            if opt_out is None:
+                return JSONResponse({"ignored": kind})
+            return await _inbound(services, "twilio", f"twilio:{fields.get('MessageSid', '')}:inbound",
+                                  fields.get("From", ""), fields.get("Body", ""), opt_out)
         message_sid, status = fields.get("MessageSid", ""), fields.get("MessageStatus", "")
         if not message_sid or not status:
             WEBHOOKS.labels(provider="twilio", outcome="unreadable").inc()
@@ -172,6 +183,23 @@ def twilio_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
         return JSONResponse({"recorded": True})
 
     return endpoint
+
+
+async def _inbound(services: Services, provider: str, seen_key: str, sender: str, text: str,
+                   opt_out: bool | None = None) -> Response:
+    if not await services.db(services.store.first_time, seen_key):
+        return JSONResponse({"duplicate": True})
+    try:
+        done = await optout.inbound(services, provider, sender, text, opt_out)
+    except Exception:
+        log.exception("could not record an inbound opt-out keyword", extra={"provider": provider})
+        await services.db(services.store.forget_seen, seen_key)
+        WEBHOOKS.labels(provider=provider, outcome="error").inc()
+        return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
+    if done == "ignored":
+        return JSONResponse({"ignored": "message.received"})
+    WEBHOOKS.labels(provider=provider, outcome="recorded").inc()
+    return JSONResponse({"recorded": done})
 
 
 async def record_delivery(services: Services, message_id: str, event_type: str, status: str, *,

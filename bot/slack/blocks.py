@@ -75,11 +75,25 @@ def reply_text(reply: Reply) -> str:
     return _cut(f"{ICON[reply.tone]} {reply.text}", 300)
 
 
-def help_blocks(verb: str | None = None, now: datetime | None = None) -> list[Block]:
-    verbs = [verb] if verb else list(USAGE)
+ADMIN_VERBS = ("optout",)  # only admins may use these: help shows them to admins only
+OWN_AUDIT = "/sms audit [<id>|<provider>] [since <7d|date>] [limit <n>]   (your own actions)"
+
+
+def help_blocks(verb: str | None = None, now: datetime | None = None, *, admin: bool = True,
+                auditor: bool = True) -> list[Block]:
+    """`/sms help`, showing only what the invoker may do: admin-only verbs and `--override` to admins,
+    the audit of everyone to auditors (and admins)."""
+    verbs = [verb] if verb else [v for v in USAGE if admin or v not in ADMIN_VERBS]
     now = now or datetime.now(UTC)
     example = examples(now)
-    lines = [f"`{USAGE[v]}`\n      e.g. `{example[v]}`" for v in verbs]
+    usage = dict(USAGE)
+    if not auditor:
+        usage["audit"] = OWN_AUDIT
+        example["audit"] = example["audit"].replace("<@U012AB3CD> ", "")
+    lines = [f"`{usage[v]}`\n      e.g. `{example[v]}`" for v in verbs]
+    if admin and verb is None:
+        lines.append("`/sms schedule --override …`  ·  `/sms send --override <groupId>`   (admins)\n      lets it "
+                     "past quiet hours and daily limits (recorded); opt-outs are never overridden.")
     intro = ("*/sms* schedules, approves, sends and cancels SMS at Solapi/CoolSMS, HighLevel and Telnyx, "
              "and keeps a ledger of who did what.")
     soon = (now.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")

@@ -62,7 +62,10 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         verb = type(parsed).__name__.lower()
         if isinstance(parsed, commands.Help):
-            await ack(text="/sms commands", blocks=help_blocks(parsed.verb, services.now()), response_type="ephemeral")
+            user = str(command.get("user_id") or "")
+            blocks = help_blocks(parsed.verb, services.now(), admin=services.permissions.is_admin(user),
+                                 auditor=services.permissions.may_read_all_audit(user))
+            await ack(text="/sms commands", blocks=blocks, response_type="ephemeral")
             _observe(started, verb, "ok")
             return
         who = invoker_from_command(command, rid)
