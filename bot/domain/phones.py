@@ -23,7 +23,7 @@ KOREA = 82
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "its country code is unknown",
-    NumberParseException.NOT_A_NUMBER: "it is not a phone number",
+    NumberParseException.NOT_A_NUMBER: "it is not made of digits, or has too few of them",
     NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short after the international prefix",
     NumberParseException.TOO_SHORT_NSN: "it is too short",
     NumberParseException.TOO_LONG: "it is too long",
