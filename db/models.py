@@ -46,6 +46,7 @@ class Action(StrEnum):
     REMINDED = "reminded"
     REFUSED = "refused"
     FAILED = "failed"
+    RESCHEDULED = "rescheduled"  # target: the old id; the detail names the new id and time
 
 
 class Outcome(StrEnum):

@@ -110,7 +110,8 @@ async def _writer_zone(services: Services, command: dict[str, Any]) -> ZoneInfo:
     """The invoker's Slack time zone (users.info, cached an hour), for a schedule's time written without an
     offset; DEFAULT_TZ when Slack does not say or does not answer within a second."""
     default = services.settings.default_tz
-    if not (command.get("text") or "").lstrip().lower().startswith("schedule") or services.tz_of is None:
+    verb = (command.get("text") or "").lstrip().lower()
+    if not verb.startswith(("schedule", "reschedule")) or services.tz_of is None:
         return zone(None, default)
     try:
         name = await asyncio.wait_for(services.tz_of(str(command.get("user_id") or "")), 1.0)
