@@ -159,8 +159,8 @@ async def _cancel_and_schedule_again(services: Services, who: Invoker, provider:
         contents.append(_Content(send, state))
 
     if name is ProviderName.TELNYX:  # the guard applies to the cancel half, on the provider's own time
-        due = min((c.state.send_at or c.send.send_at for c in contents if c.state.send_at or c.send.send_at),
-                  default=None)
+        times = [t for c in contents if (t := c.state.send_at or c.send.send_at) is not None]
+        due = min(times, default=None)
         guard = policy.telnyx_cancel(due, services.now(), services.settings.telnyx_cancel_guard)
         if not guard.allowed:
             await _refuse(services, who, contents[0].send, f"Telnyx cancel guard: {guard.reason}")
