@@ -36,6 +36,7 @@ from bot.slack.listeners.context import (
     open_request,
     quoted,
 )
+from bot.slack.listeners.views import open_compose
 
 log = logging.getLogger("bot.slack")
 
@@ -63,6 +64,15 @@ def register(app: AsyncApp, services: Services) -> None:
         verb = type(parsed).__name__.lower()
         if isinstance(parsed, commands.Help):
             await ack(text="/sms commands", blocks=help_blocks(parsed.verb, services.now()), response_type="ephemeral")
+            _observe(started, verb, "ok")
+            return
+        if isinstance(parsed, commands.Compose):  # the form; where Slack can't open it, the one-line way
+            await ack()
+            if not await open_compose(services, app.client, str(command.get("trigger_id") or ""),
+                                      str(command.get("user_id") or ""), command.get("channel_id")):
+                reply = Reply(Tone.INFO, "The form did not open here. Type it in one line: `"
+                              + commands.USAGE["schedule"].split("   ")[0] + "`.")
+                await respond(text=reply_text(reply), blocks=reply_blocks(reply), response_type="ephemeral")
             _observe(started, verb, "ok")
             return
         who = invoker_from_command(command, rid)
