@@ -30,10 +30,10 @@ async def home_view(services: Services, user: str, notice: str | None = None) ->
     ] if notice else []
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your SMS"}},
+        *answer,
         {"type": "actions", "block_id": "home", "elements": [{
             "type": "button", "action_id": ActionId.COMPOSE, "style": "primary",
             "text": {"type": "plain_text", "text": "Schedule SMS"}, "value": "compose"}]},
-        *answer,
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Upcoming sends*\n" + (
             "\n".join(f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} "
                       f"recipient(s)" for s in sends) or "Nothing scheduled.")}},
