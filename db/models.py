@@ -49,6 +49,7 @@ class Action(StrEnum):
     OPTED_OUT = "opted_out"  # a number added to the opt-out list (by an inbound STOP or an admin)
     OPTED_IN = "opted_in"  # a number removed from it (an inbound START, or an admin with a reason)
     OVERRIDDEN = "overridden"  # an admin's --override let a send past a guard rail (quiet hours, a cap)
+    RESCHEDULED = "rescheduled"  # target: the old id; the detail names the new id and time
 
 
 class Outcome(StrEnum):

@@ -343,6 +343,26 @@ class Store:
                 append_row(conn, draft, now)
             return True
 
+    def move_send(self, intent_id: str, send_id: str, batch_id: str, send_at: datetime, provider_status: str,
+                  drafts: Sequence[EntryDraft] = ()) -> bool:
+        """A send given a new time at the provider (same id): its new time and batch (the reminders and
+        the notice of the new time), its ledger entries and the intent's close, in one transaction."""
+        now = self.clock.now()
+        with self.writing() as conn:
+            closed = conn.execute(
+                _INTENTS.update()
+                .where(_INTENTS.c.id == intent_id, _INTENTS.c.finished_at.is_(None))
+                .values(finished_at=now)
+            )
+            if not closed.rowcount:
+                return False
+            conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(
+                batch_id=batch_id, send_at=send_at, provider_status=provider_status, updated_at=now,
+                notice_channel=None, notice_ts=None))
+            for draft in drafts:
+                append_row(conn, draft, now)
+            return True
+
     def open_intents(self, started_before: datetime | None = None) -> list[Intent]:
         with self.session() as session:
             stmt = select(Intent).where(col(Intent.finished_at).is_(None))

@@ -29,7 +29,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 USAGE: dict[str, str] = {
     "help": "/sms help",
     "providers": "/sms providers",
-    "schedule": "/sms schedule <provider> <to>[,<to>...] at <when> <text>",
+    "schedule": "/sms schedule <provider> <to>[,<to>...] at <when> <text>   ·   /sms schedule (opens the form)",
+    "reschedule": "/sms reschedule <id> at <when>",
     "track": "/sms track <provider> <id>",
     "send": "/sms send <groupId>",
     "cancel": "/sms cancel <id>   ·   /sms cancel <id> <id> …   ·   /sms cancel all mine [since <7d|date>]",
@@ -47,6 +48,7 @@ EXAMPLES: dict[str, str] = {
     "help": "/sms help",
     "providers": "/sms providers",
     "schedule": "/sms schedule telnyx +15551234567,+15557654321 at {tomorrow_9} Doors open at 10",
+    "reschedule": "/sms reschedule telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e at {tomorrow_9}",
     "track": "/sms track solapi G4V20181005162502HEA0ZB9AQOUMSE1",
     "send": "/sms send G4V20181005162502HEA0ZB9AQOUMSE1",
     "cancel": "/sms cancel telnyx:182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e   ·   /sms cancel all mine since 7d",
@@ -104,6 +106,19 @@ class Schedule:
     send_at: datetime
     text: str
     override: bool = False  # `--override`: an admin lets it past quiet hours and daily caps
+
+
+@dataclass(frozen=True)
+class Compose:
+    """`/sms schedule` with nothing after it: the compose form."""
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    """Move a scheduled send (every message of its schedule) to a new time."""
+
+    target: TargetRef
+    send_at: datetime
 
 
 @dataclass(frozen=True)
@@ -174,8 +189,8 @@ class Audit:
 
 
 Command = (
-    Help | Providers | Schedule | Track | Send | Cancel | CancelMine | Delete | Status | ListSends | Audit
-    | Policy | OptOutEdit | OptOutList
+    Help | Providers | Schedule | Compose | Reschedule | Track | Send | Cancel | CancelMine | Delete | Status
+    | ListSends | Audit | Policy | OptOutEdit | OptOutList
 )
 
 
@@ -199,6 +214,10 @@ def parse(text: str, now: datetime, tz: ZoneInfo | None = None,
         case "providers":
             _no_args(verb, args)
             return Providers()
+        case "schedule" if not args:
+            return Compose()
+        case "reschedule":
+            return _reschedule(args, rest, now, tz or ZoneInfo("UTC"))
         case "schedule":
             override = bool(args) and args[0].lower() == OVERRIDE
             if override:
@@ -315,6 +334,39 @@ def _schedule(rest: str, now: datetime, tz: ZoneInfo, default_region: str | None
     if too_long is not None:
         raise UsageError(too_long, verb)
     return Schedule(provider, recipients, send_at, message)
+
+
+def _reschedule(args: list[str], rest: str, now: datetime, tz: ZoneInfo) -> Reschedule:
+    verb = "reschedule"
+    if len(args) < 3 or args[1].lower() not in ("at", "in"):
+        raise UsageError("reschedule needs an id and a new time: `reschedule <id> at <when>`", verb)
+    target = _target(args[0], verb)
+    after = rest.split(None, 2)[2]
+    if args[1].lower() == "in":
+        after = f"in {after}"
+    send_at = read_only_time(after, now, tz, verb)
+    return Reschedule(target, send_at)
+
+
+def read_only_time(text: str, now: datetime, tz: ZoneInfo, verb: str | None = None) -> datetime:
+    """A time and nothing else (`tomorrow 9am`, `in 2h`, ISO-8601), read in `tz`, in the future."""
+    try:
+        read = read_time(text.strip(), now, tz)
+    except WhenError as error:
+        both = f": {readings_text(error.readings, tz)}" if error.readings else ""
+        raise UsageError(f"{error.message}{both}", verb) from error
+    if read.rest.strip():
+        raise UsageError(f"`{_show(read.rest.strip())}` after the time is not understood: give only a time", verb)
+    if read.at <= now:
+        local = "" if tz.key == "UTC" else f"{read.at.astimezone(tz):%Y-%m-%d %H:%M %Z} = "
+        raise UsageError(f"{local}{shown_time(read.at)} is in the past: pick a time ahead", verb)
+    return read.at
+
+
+def check_recipients(provider: ProviderName, recipients: tuple[str, ...], default_region: str | None,
+                     verb: str = "schedule") -> tuple[str, ...]:
+    """The recipients as the provider will get them (the rules `/sms schedule` applies), or UsageError."""
+    return _check_recipients(provider, recipients, verb, default_region)
 
 
 def _check_recipients(

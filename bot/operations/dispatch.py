@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.domain import commands
 from bot.domain.results import Reply, Tone
-from bot.operations import approval, cancel, delete, listing, optout, schedule, status
+from bot.operations import approval, cancel, delete, listing, optout, reschedule, schedule, status
 from bot.operations.bulk import cancel_mine
 from bot.operations.common import Invoker
 from bot.operations.services import Services
@@ -22,6 +22,11 @@ async def run(services: Services, who: Invoker, command: commands.Command) -> Re
             return await cancel_mine(services, who, command)
         case commands.Schedule():
             return await schedule.schedule(services, who, command)
+        case commands.Reschedule(target=target, send_at=send_at):
+            return await reschedule.reschedule(services, who, target, send_at)
+        case commands.Compose():  # the form opens in Slack (bot/slack/listeners/views.py); elsewhere, say how
+            return Reply(Tone.INFO, "The compose form opens in Slack. Here, type it in one line: `"
+                         + commands.USAGE["schedule"].split("   ")[0] + "`.")
         case commands.Track():
             return await schedule.track(services, who, command)
         case commands.Send(target=target, override=override):
@@ -50,6 +55,8 @@ def progress_text(command: commands.Command) -> str:
             return "⏳ Finding your upcoming sends to cancel…"
         case commands.Schedule(provider=provider, to=to):
             return f"⏳ Scheduling with {provider} to {len(to)} recipient(s)…"
+        case commands.Reschedule(target=target):
+            return f"⏳ Moving `{target}`…"
         case commands.Status(target=target):
             return f"⏳ Asking the provider about `{target}`…"
         case commands.Providers():

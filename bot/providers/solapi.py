@@ -442,6 +442,17 @@ class SolapiClient:
             raise
         return await self._get_group(target)
 
+    async def reschedule_group(self, target: str, send_at: datetime) -> MessageState:
+        """Give a SCHEDULED group a new send time: the same `POST …/schedule` that scheduled it. Not a
+        cancel first: a cancelled group turns FAILED, and only a PENDING (or SCHEDULED) group may be
+        scheduled, so cancel-then-schedule would leave it cancelled. Setting the same date twice is
+        harmless, so a lost answer may be asked again."""
+        if is_message_id(target):
+            raise await self._group_only(target, "reschedule")
+        await self._request("POST", self._group_path(target, "/schedule"),
+                            json_body={"scheduledDate": iso_utc(send_at)}, idempotent=True)
+        return await self._get_group(target)
+
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         sender = request.sender or self.sender
         if not sender:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 import uuid
 from typing import Any
@@ -85,7 +84,7 @@ class BotHarness:
             "token": "legacy-verification-token", "team_id": TEAM_ID, "team_domain": "test",
             "channel_id": channel, "channel_name": "ops", "user_id": user, "user_name": user.lower(),
             "command": "/sms", "text": text, "api_app_id": "A0SMSOPS1", "is_enterprise_install": "false",
-            "response_url": self.slack.response_url(token), "trigger_id": f"{secrets.randbelow(10**9)}.1.x",
+            "response_url": self.slack.response_url(token), "trigger_id": self.slack.new_trigger(user),
         }
         form.update(extra)
         return self.post_signed(urlencode(form)), token
@@ -102,7 +101,7 @@ class BotHarness:
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
                           "is_ephemeral": is_ephemeral},
-            "trigger_id": f"{secrets.randbelow(10**9)}.1.x",
+            "trigger_id": self.slack.new_trigger(user),
             "channel": {"id": channel, "name": "ops"},
             "message": {"type": "message", "ts": message_ts, "text": ""},
             "response_url": self.slack.response_url(token),
@@ -111,6 +110,60 @@ class BotHarness:
         }
         body = urlencode({"payload": json.dumps(payload)})
         return self.post_signed(body), token
+
+    def shortcut(self, callback_id: str, user: str = "U0ALICE01") -> httpx.Response:
+        """A global shortcut (the ⚡ menu), as Slack sends it: no channel, a trigger id."""
+        payload = {"type": "shortcut", "token": "legacy-verification-token", "action_ts": f"{time.time():.6f}",
+                   "team": {"id": TEAM_ID, "domain": "test"}, "user": {"id": user, "username": user.lower(),
+                                                                     "team_id": TEAM_ID},
+                   "is_enterprise_install": False, "callback_id": callback_id,
+                   "trigger_id": self.slack.new_trigger(user)}
+        return self.post_signed(urlencode({"payload": json.dumps(payload)}))
+
+    def click_in_home(self, action_id: str, value: str = "", user: str = "U0ALICE01") -> httpx.Response:
+        """A button pressed in the App Home tab: no response_url, no channel."""
+        payload = {"type": "block_actions", "team": {"id": TEAM_ID, "domain": "test"},
+                   "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID}, "api_app_id": "A0SMSOPS1",
+                   "token": "legacy-verification-token", "container": {"type": "view", "view_id": "VHOME0001"},
+                   "trigger_id": self.slack.new_trigger(user), "view": {"id": "VHOME0001", "type": "home"},
+                   "actions": [{"action_id": action_id, "block_id": "home", "value": value, "type": "button",
+                                "action_ts": f"{time.time():.6f}"}]}
+        return self.post_signed(urlencode({"payload": json.dumps(payload)}))
+
+    def modal(self, user: str = "U0ALICE01", timeout: float = 5.0) -> dict[str, Any]:
+        """The modal on top for `user`, once one is open."""
+        def top() -> dict[str, Any] | None:
+            shown = self.slack.open_modals(user)
+            return shown[-1] if shown else None
+        return self.slack.wait_for(top, timeout)
+
+    def submit_view(self, view: dict[str, Any], values: dict[str, str | None] | None = None,
+                    user: str = "U0ALICE01") -> httpx.Response:
+        """Press the modal's submit button with `values` typed in (by block id; others keep their initial
+        value), as Slack sends it (view.state.values by block and action id); Slack then does what the
+        answer says (update, push, errors, clear)."""
+        state = view_state(view, values or {})
+        shown = {**view, "state": {"values": state}}
+        payload = {"type": "view_submission", "team": {"id": TEAM_ID, "domain": "test"},
+                   "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID}, "api_app_id": "A0SMSOPS1",
+                   "token": "legacy-verification-token", "trigger_id": self.slack.new_trigger(user),
+                   "view": shown, "response_urls": [], "is_enterprise_install": False}
+        response = self.post_signed(urlencode({"payload": json.dumps(payload)}))
+        answer = response.json() if response.content and "json" in response.headers.get("content-type", "") else {}
+        if response.status_code == 200:
+            self.slack.apply_view_response(view["id"], answer)
+        return response
+
+    def click_in_view(self, view: dict[str, Any], action_id: str, value: str = "",
+                      user: str = "U0ALICE01") -> httpx.Response:
+        """A button pressed inside a modal (no response_url; the view as it stands)."""
+        payload = {"type": "block_actions", "team": {"id": TEAM_ID, "domain": "test"},
+                   "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID}, "api_app_id": "A0SMSOPS1",
+                   "token": "legacy-verification-token", "container": {"type": "view", "view_id": view["id"]},
+                   "trigger_id": self.slack.new_trigger(user), "view": view,
+                   "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                                "action_ts": f"{time.time():.6f}"}]}
+        return self.post_signed(urlencode({"payload": json.dumps(payload)}))
 
     # --- what the bot answered --------------------------------------------------------------
     def replies(self, token: str) -> list[dict[str, Any]]:
@@ -139,6 +192,34 @@ def reply_text(payload: dict[str, Any]) -> str:
             elif isinstance(element.get("text"), str):
                 parts.append(element["text"])
     return "\n".join(parts)
+
+
+def view_state(view: dict[str, Any], values: dict[str, str | None]) -> dict[str, Any]:
+    """view.state.values as Slack builds it: every input's value (typed, else its initial one) in the
+    shape of its element."""
+    state: dict[str, Any] = {}
+    for block in view.get("blocks") or []:
+        if block.get("type") != "input":
+            continue
+        element, block_id = block["element"], block["block_id"]
+        kind, action_id = element["type"], element["action_id"]
+        typed = values[block_id] if block_id in values else None
+        if kind == "plain_text_input":
+            value: dict[str, Any] = {"value": typed if block_id in values else element.get("initial_value")}
+        elif kind == "static_select":
+            chosen = typed if block_id in values else (element.get("initial_option") or {}).get("value")
+            option = next((o for o in element.get("options", []) if o["value"] == chosen), None)
+            value = {"selected_option": option}
+        elif kind == "datepicker":
+            value = {"selected_date": typed if block_id in values else element.get("initial_date")}
+        elif kind == "timepicker":
+            value = {"selected_time": typed if block_id in values else element.get("initial_time")}
+        elif kind == "conversations_select":
+            value = {"selected_conversation": typed if block_id in values else element.get("initial_conversation")}
+        else:
+            continue
+        state[block_id] = {action_id: {"type": kind, **value}}
+    return state
 
 
 def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:

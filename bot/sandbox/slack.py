@@ -7,6 +7,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from bot.sandbox.server import FakeServer
 
 BOT_USER_ID = "UBOT00001"
+TRIGGER_TTL = 3.0  # Slack: a trigger_id opens a modal within 3 seconds of the click or command, once
 TEAM_ID = "T0TEST001"
 
 
@@ -54,6 +56,10 @@ class FakeSlack:
         self.responses: list[tuple[str, dict[str, Any]]] = []  # (response_url token, payload)
         self.messages: dict[tuple[str, str], PostedMessage] = {}
         self.views: dict[str, dict[str, Any]] = {}
+        self.triggers: dict[str, tuple[str, float]] = {}  # trigger id -> (user, issued at, monotonic)
+        self.modals: dict[str, dict[str, Any]] = {}  # open modals by view id, as Slack holds them now
+        self.modal_user: dict[str, str] = {}
+        self.view_errors: dict[str, dict[str, str]] = {}  # the last `response_action: errors` per view
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self._response_uses: dict[str, int] = {}
@@ -78,6 +84,98 @@ class FakeSlack:
 
     def response_url(self, token: str = "") -> str:
         return f"{self.server.url}/response/{token or next(self._ts)}"
+
+    # --- modals ------------------------------------------------------------------------------
+    def new_trigger(self, user: str) -> str:
+        """A trigger id, as Slack puts in a command, a click or a shortcut (valid 3 s, used once)."""
+        trigger = f"{next(self._ts)}.{int(time.time())}.{uuid.uuid4().hex[:16]}"
+        with self._lock:
+            self.triggers[trigger] = (user, time.monotonic())
+        return trigger
+
+    def _take_trigger(self, trigger_id: str) -> tuple[str | None, str | None]:
+        """(user, None), or (None, Slack's error) for a trigger that is unknown, used or too old."""
+        with self._lock:
+            found = self.triggers.pop(trigger_id, None)
+        if found is None:
+            return None, "invalid_trigger_id"
+        if time.monotonic() - found[1] > TRIGGER_TTL:
+            return None, "expired_trigger_id"
+        return found[0], None
+
+    def _new_modal(self, view: dict[str, Any], user: str, root: str | None = None,
+                   previous: str | None = None) -> dict[str, Any]:
+        view_id = f"V{next(self._ts):08d}"
+        shown = {**view, "id": view_id, "hash": uuid.uuid4().hex[:16], "root_view_id": root or view_id,
+                 "previous_view_id": previous, "team_id": TEAM_ID, "state": {"values": {}}}
+        with self._lock:
+            self.modals[view_id] = shown
+            self.modal_user[view_id] = user
+        return shown
+
+    def _replace_modal(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            old = self.modals[view_id]
+            shown = {**view, "id": view_id, "hash": uuid.uuid4().hex[:16], "root_view_id": old["root_view_id"],
+                     "previous_view_id": old.get("previous_view_id"), "team_id": TEAM_ID,
+                     "state": {"values": {}}}
+            self.modals[view_id] = shown
+            self.view_errors.pop(view_id, None)
+        return shown
+
+    def open_modals(self, user: str) -> list[dict[str, Any]]:
+        """The modals `user` sees, the top one last."""
+        with self._lock:
+            return [v for vid, v in self.modals.items() if self.modal_user.get(vid) == user]
+
+    def apply_view_response(self, view_id: str, answer: dict[str, Any]) -> None:
+        """What Slack does with the app's answer to a view_submission (empty: the view closes)."""
+        action = answer.get("response_action")
+        with self._lock:
+            current = self.modals.get(view_id)
+        if current is None:
+            return
+        if action == "errors":
+            with self._lock:
+                self.view_errors[view_id] = dict(answer.get("errors") or {})
+        elif action == "update":
+            self._replace_modal(view_id, answer["view"])
+        elif action == "push":
+            self._new_modal(answer["view"], self.modal_user[view_id], current["root_view_id"], view_id)
+        else:  # nothing, or "clear": closed (clear closes the whole stack)
+            with self._lock:
+                root = current["root_view_id"]
+                for vid in [v for v, shown in self.modals.items()
+                            if v == view_id or (action == "clear" and shown["root_view_id"] == root)]:
+                    self.modals.pop(vid, None)
+
+    def _m_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        user, error = self._take_trigger(str(args.get("trigger_id", "")))
+        if error or user is None:
+            return {"ok": False, "error": error}
+        if not isinstance(args.get("view"), dict) or args["view"].get("type") != "modal":
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "view": self._new_modal(args["view"], user)}
+
+    def _m_views_push(self, args: dict[str, Any]) -> dict[str, Any]:
+        user, error = self._take_trigger(str(args.get("trigger_id", "")))
+        if error or user is None:
+            return {"ok": False, "error": error}
+        with self._lock:
+            top = [v for vid, v in self.modals.items() if self.modal_user.get(vid) == user]
+        if not top:
+            return {"ok": False, "error": "not_found"}  # views.push needs an open modal
+        return {"ok": True, "view": self._new_modal(args["view"], user, top[-1]["root_view_id"], top[-1]["id"])}
+
+    def _m_views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        view_id = str(args.get("view_id", ""))
+        with self._lock:
+            current = self.modals.get(view_id)
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        return {"ok": True, "view": self._replace_modal(view_id, args["view"])}
 
     # --- queries for tests -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[SlackCall]:

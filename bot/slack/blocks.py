@@ -159,7 +159,9 @@ def _buttons(card: Card) -> list[Block]:
         ]
     if card.cancel_blocked:
         return []
-    return [cancel]
+    change = {"type": "button", "action_id": ActionId.RESCHEDULE, "text": _plain("Change time"),
+              "value": card.record_id}
+    return [cancel, change]
 
 
 def card_text(card: Card) -> str:

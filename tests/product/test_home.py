@@ -95,6 +95,7 @@ def test_home_shows_upcoming_sends_approvals_and_activity_and_is_fresh_each_time
     text = reply_text({"blocks": view["blocks"]})
     assert group in text
     named = {b["action_id"]: b for b in buttons(view["blocks"])}
+    assert named.pop(ActionId.COMPOSE)["text"]["text"] == "Schedule SMS"  # opens the compose form
     assert set(named) == {ActionId.APPROVE, ActionId.REJECT}
     assert named[ActionId.APPROVE]["value"] == named[ActionId.REJECT]["value"]
     assert all("confirm" in b for b in named.values())

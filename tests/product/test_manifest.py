@@ -165,6 +165,8 @@ def test_the_manifest_declares_what_the_code_listens_to(path: Path):
     assert all(c.get("should_escape") is True for c in data["features"]["slash_commands"])
     events = set(data["settings"]["event_subscriptions"]["bot_events"])
     assert events == listeners["event"], "subscribe to exactly the events the code handles"
+    shortcuts = {s["callback_id"] for s in data["features"].get("shortcuts") or []}
+    assert shortcuts == listeners.get("shortcut", set()), "declare exactly the shortcuts the code handles"
     if listeners.get("action") or listeners.get("view") or listeners.get("shortcut"):
         assert data["settings"]["interactivity"]["is_enabled"] is True
     if "app_home_opened" in events:

@@ -98,7 +98,7 @@ def test_clicks_and_reminders_are_counted(world):
     # REMINDER_LEADS=2s: a reminder is posted about 2 seconds from now
     reminder = slack.wait_for(lambda: [m for m in slack.channel_messages("C0OPS0001")
                                        if (m.blocks and m.blocks[0]["text"]["text"].startswith("⏰"))], 10)[-1]
-    [cancel] = buttons(reminder.blocks)
+    cancel, _change_time = buttons(reminder.blocks)  # Cancel, then Change time
     _, token = bot.click(ActionId.CANCEL_BATCH, cancel["value"], message_ts=reminder.ts)
     bot.final_reply(token)
     time.sleep(0.2)

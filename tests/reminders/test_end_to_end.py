@@ -81,7 +81,7 @@ def test_reminders_arrive_once_at_each_lead_tag_the_owner_and_cancel_works(make_
     text = reply_text({"text": post.args.get("text", ""), "blocks": post.args["blocks"]})
     assert f"<@{OWNER}>" in text  # tags who scheduled it
     assert "Doors open at 10" in text and "*Recipients*\n2" in text and "goes out in" in text
-    [cancel] = buttons(post.args["blocks"])
+    cancel, _change_time = buttons(post.args["blocks"])  # Cancel, then Change time
     assert cancel["action_id"] == "sms_cancel" and cancel["value"] == sends[0].batch_id
     assert cancel["confirm"]["confirm"]["text"] == "Cancel it"
 

@@ -59,7 +59,7 @@ def test_schedule_posts_a_notice_whose_cancel_button_works(bot, telnyx, solapi, 
     message = notice(bot)
     text = reply_text({"blocks": message.blocks})
     assert "<@U0ALICE01> scheduled an SMS" in text
-    [cancel] = buttons(message.blocks)
+    cancel, _change_time = buttons(message.blocks)  # Cancel, then Change time
     assert cancel["action_id"] == ActionId.CANCEL_BATCH and "confirm" in cancel
     # another member clicks Cancel on the notice (no admins configured: every member may)
     _, click = bot.click(cancel["action_id"], cancel["value"], user="U0BOB0001", message_ts=message.ts)
@@ -170,7 +170,7 @@ def test_permissions_others_may_not_cancel_and_the_refusal_is_recorded(make_bot,
     _, token = bot.command(f"schedule telnyx +15551230001 at {iso_in(timedelta(hours=2))} hi")
     bot.final_reply(token)
     message = notice(bot)
-    [cancel] = buttons(message.blocks)
+    cancel, _change_time = buttons(message.blocks)  # Cancel, then Change time
     _, click = bot.click(cancel["action_id"], cancel["value"], user="U0MALLORY")
     text = reply_text(bot.final_reply(click))
     assert "Not cancelled" in text and "<@U0ALICE01>" in text

@@ -36,6 +36,7 @@ from bot.slack.listeners.context import (
     open_request,
     quoted,
 )
+from bot.slack.listeners.views import open_compose
 
 log = logging.getLogger("bot.slack")
 
@@ -66,6 +67,15 @@ def register(app: AsyncApp, services: Services) -> None:
             blocks = help_blocks(parsed.verb, services.now(), admin=services.permissions.is_admin(user),
                                  auditor=services.permissions.may_read_all_audit(user))
             await ack(text="/sms commands", blocks=blocks, response_type="ephemeral")
+            _observe(started, verb, "ok")
+            return
+        if isinstance(parsed, commands.Compose):  # the form; where Slack can't open it, the one-line way
+            await ack()
+            if not await open_compose(services, app.client, str(command.get("trigger_id") or ""),
+                                      str(command.get("user_id") or ""), command.get("channel_id")):
+                reply = Reply(Tone.INFO, "The form did not open here. Type it in one line: `"
+                              + commands.USAGE["schedule"].split("   ")[0] + "`.")
+                await respond(text=reply_text(reply), blocks=reply_blocks(reply), response_type="ephemeral")
             _observe(started, verb, "ok")
             return
         who = invoker_from_command(command, rid)
@@ -113,7 +123,8 @@ async def _writer_zone(services: Services, command: dict[str, Any]) -> ZoneInfo:
     """The invoker's Slack time zone (users.info, cached an hour), for a schedule's time written without an
     offset; DEFAULT_TZ when Slack does not say or does not answer within a second."""
     default = services.settings.default_tz
-    if not (command.get("text") or "").lstrip().lower().startswith("schedule") or services.tz_of is None:
+    verb = (command.get("text") or "").lstrip().lower()
+    if not verb.startswith(("schedule", "reschedule")) or services.tz_of is None:
         return zone(None, default)
     try:
         name = await asyncio.wait_for(services.tz_of(str(command.get("user_id") or "")), 1.0)

@@ -13,6 +13,7 @@ from bot.operations.common import when
 from bot.operations.services import Services
 from bot.providers.registry import display
 from bot.slack.blocks import card_blocks
+from bot.slack.ids import ActionId
 from db.audit import AuditFilter, action_words, query
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ async def home_view(services: Services, user: str, notice: str | None = None) ->
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your SMS"}},
         *answer,
+        {"type": "actions", "block_id": "home", "elements": [{
+            "type": "button", "action_id": ActionId.COMPOSE, "style": "primary",
+            "text": {"type": "plain_text", "text": "Schedule SMS"}, "value": "compose"}]},
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Upcoming sends*\n" + (
             "\n".join(f"• {when(s.send_at)} · {display(s.provider)} `{s.target}` · {s.recipient_count} "
                       f"recipient(s)" for s in sends) or "Nothing scheduled.")}},
