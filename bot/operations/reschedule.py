@@ -20,6 +20,7 @@ from datetime import datetime
 from bot.domain import policy
 from bot.domain.ids import TargetRef
 from bot.domain.results import CardKind, Reply, Tone
+from bot.operations import guard as guard_rails
 from bot.operations.cancel import CANCELLABLE, already
 from bot.operations.common import Invoker, Stop, card_for, describe_error, ledger_detail, provider_for, resolve, when
 from bot.operations.schedule import tracked_send, unknown_intent
@@ -165,6 +166,15 @@ async def _cancel_and_schedule_again(services: Services, who: Invoker, provider:
         if not guard.allowed:
             await _refuse(services, who, contents[0].send, f"Telnyx cancel guard: {guard.reason}")
             return Reply(Tone.REFUSED, f"Not moved: {label} — {guard.reason}. It still goes out at {when(due)}.")
+
+    # the guard rails (opt-outs, quiet hours at the new time, daily caps) judge the move before anything is
+    # cancelled, as they judge a schedule
+    recipients = tuple(r for c in contents for r in c.state.recipients)
+    refusal = await guard_rails.check_send(services, who, guard_rails.SendPlan("reschedule", name, recipients, send_at,
+                                                                   target=contents[0].send.target))
+    if refusal is not None:
+        still = when(contents[0].send.send_at)
+        return refusal.reply(f"Not moved; nothing was cancelled ({label} still goes out at {still})")
 
     cancelled: list[_Content] = []
     problems: list[str] = []

@@ -182,3 +182,21 @@ def test_solapi_refusing_the_new_date_leaves_the_group_where_it_was(bot, solapi)
     assert solapi.group(old.target)["status"] == "SCHEDULED"
     assert [(s.state, s.send_at) for s in tracked(bot)] == [("scheduled", old.send_at)]
     assert ledger(bot)[-1].action == "failed"
+
+
+def test_a_move_into_quiet_hours_is_refused_before_anything_is_cancelled(make_bot, telnyx):
+    from zoneinfo import ZoneInfo
+
+    bot = make_bot(quiet_hours="21:00-08:00")
+    new_york = ZoneInfo("America/New_York")
+    noon = (datetime.now(new_york) + timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+    night = noon.replace(hour=23)
+    _, token = bot.command(f"schedule telnyx +12125551234 at {noon.isoformat()} {TEXT}")
+    assert "Scheduled with" in reply_text(bot.final_reply(token))
+    [send] = tracked(bot)
+    _, token = bot.command(f"reschedule {send.target} at {night.isoformat()}")
+    answer = reply_text(bot.final_reply(token))
+    assert "Not moved; nothing was cancelled" in answer and "quiet hours" in answer, answer
+    assert telnyx.status_of(send.target) == "scheduled"
+    assert telnyx.server.requests_to("DELETE") == []
+    assert "reschedule refused by quiet hours" in ledger(bot)[-1].detail
