@@ -72,8 +72,8 @@ def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default
     try:
         parsed = commands.parse(text, now, zone(None, default_tz), default_region=default_region)
     except commands.UsageError as error:
-        if text.lstrip().lower().startswith("schedule"):
-            # its time may read differently in the invoker's own zone: the worker decides
+        if text.lstrip().lower().startswith("schedule") and not _in_every_zone(text, now, default_region):
+            # its time reads differently in the invoker's own zone, not looked up here: the worker decides
             return Front(kind="command", queue=True, answer=_ephemeral("⏳ Working on it…"), **where)
         usage = f"\nUsage: `{error.usage}`" if error.usage else "\nType `/sms help` for every command."
         reply = Reply(Tone.ERROR, f"{error.message}.{usage}" if not error.message.endswith(".")
@@ -87,6 +87,23 @@ def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default
                      answer=_ephemeral("/sms commands", help_blocks(parsed.verb, now)), **where)
     ack = ("⏳ Finding your upcoming sends…" if isinstance(parsed, commands.CancelMine) else progress_text(parsed))
     return Front(kind="command", queue=True, answer=_ephemeral(ack), **where)
+
+
+# The zones furthest apart: a time refused in both (in the past, too far ahead) is refused in every zone,
+# so the ack can say so, worded in DEFAULT_TZ.
+_EARLIEST, _LATEST = "Etc/GMT-14", "Etc/GMT+12"
+
+
+def _in_every_zone(text: str, now: datetime, default_region: str | None) -> bool:
+    for name in (_EARLIEST, _LATEST):
+        try:
+            commands.parse(text, now, zone(None, name), default_region=default_region)
+        except commands.UsageError:
+            continue  # its wording shows the time in that zone; that it is refused is what counts
+        except Exception:
+            return False
+        return False
+    return True
 
 
 def queued_note(ahead: int) -> str:
