@@ -40,6 +40,7 @@ class Runtime:
         clock: Clock | None = None,
         providers: dict[ProviderName, Provider] | None = None,
         run_reminders: bool = True,
+        role: str = "bot",
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
@@ -65,7 +66,7 @@ class Runtime:
         # workers, which dispatch them to an app of their own (it returns when the listener is done).
         self.worker_app = build_app(self.services, self.client, None, queued=True)
         self.inbox = Inbox(self.services, self.worker_app, workers=settings.inbox_workers,
-                           lease=settings.inbox_lease)
+                           lease=settings.inbox_lease, role=role)
         self.reminders: Reminders | None = None
         if run_reminders:
             self.reminders = Reminders(self.services)
