@@ -18,6 +18,8 @@ USAGE = """\
 {pad}                       without SLACK_BOT_TOKEN, on a terminal, the local console instead
 {prog} console [--sandbox]   try the /sms commands in a local shell, no Slack needed
 {prog} migrate               bring the database schema up to date
+{prog} worker [--tasks N]    work on the Slack requests the bot processes queued (same DATABASE_URL;
+{pad}                       PostgreSQL for more than one process); no HTTP, no Slack connection
 {prog} audit [--json|--csv] [--target ID] [--actor UID] [--provider P] [--since WHEN] [--limit N]
 {pad}                       print the ledger (read-only)
 {prog} verify-ledger [--anchor SEQ:HASH]
@@ -92,6 +94,8 @@ def _dispatch(command: str, rest: list[str], settings: Settings) -> int:
             from bot.cli.console import console_main
 
             return console_main(rest, settings)
+        case "worker":
+            return worker(settings, rest)
         case "migrate":
             from db.migrate import upgrade
 
@@ -146,6 +150,34 @@ def run(settings: Settings, rest: list[str]) -> int:
 
     logging.getLogger("bot").info("HTTP mode", extra={"host": settings.host, "port": settings.port})
     uvicorn.run(runtime.asgi(), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def worker(settings: Settings, rest: list[str]) -> int:
+    """A process that only takes queued Slack requests (bot/server/inbox.py) and does their work; the bot
+    processes ack them. Reminders run here too (they fire once across processes)."""
+    parser = argparse.ArgumentParser(prog=f"{program_name()} worker")
+    parser.add_argument("--tasks", type=int, default=settings.inbox_workers or 16,
+                        help="concurrent requests (default INBOX_WORKERS, or 16 when that is 0)")
+    options = parser.parse_args(rest)
+    if options.tasks < 1:
+        parser.error("--tasks must be at least 1")
+    from bot.server.runtime import Runtime
+
+    runtime = Runtime(settings.model_copy(update={"inbox_workers": options.tasks}), role="worker")
+
+    async def serve() -> None:
+        await runtime.start()
+        logging.getLogger("bot").info("worker started", extra={"tasks": options.tasks})
+        try:
+            await asyncio.Event().wait()  # until SIGINT; killed, its requests are taken again after INBOX_LEASE
+        finally:
+            await runtime.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -226,3 +226,30 @@ class OptOut(SQLModel, table=True):
     added_by: str = Field(max_length=64)  # the admin's user id, or `system` for an inbound keyword
     detail: str = Field(default="", max_length=300)  # the keyword received, or the admin's note
     added_at: datetime = Field(sa_column=_utc_column())
+class InboxState(StrEnum):
+    QUEUED = "queued"  # acked, waiting for a worker
+    TAKEN = "taken"  # a worker holds it until lease_until (renewed while it works)
+    DONE = "done"  # settled: answered, or handed to reconciliation
+
+
+class InboxItem(SQLModel, table=True):
+    """A Slack request, made durable before its ack and worked on afterwards by a worker of any
+    process (bot/server/inbox.py). The unique key is the replay check: the same body is queued once."""
+
+    __tablename__ = "slack_inbox"
+    __table_args__ = (Index("ix_slack_inbox_state_seq", "state", "seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=128, unique=True)
+    request_id: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # command, action, event, socket
+    content_type: str = Field(default="", max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    ack_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    received_at: datetime = Field(sa_column=_utc_column())
+    state: str = Field(default=InboxState.QUEUED, max_length=8)
+    attempts: int = Field(default=0)
+    taker: str | None = Field(default=None, max_length=64)
+    taken_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    done_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True, index=True))

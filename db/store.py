@@ -6,12 +6,12 @@ change and its record land together or not at all."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
@@ -22,6 +22,8 @@ from db.ledger import EntryDraft, append, append_row
 from db.models import (
     Approval,
     ApprovalState,
+    InboxItem,
+    InboxState,
     Intent,
     LedgerEntry,
     OptOut,
@@ -41,6 +43,8 @@ _SENDS = TrackedSend.__table__  # type: ignore[attr-defined]
 _INTENTS = Intent.__table__  # type: ignore[attr-defined]
 _SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
 _OPTOUTS = OptOut.__table__  # type: ignore[attr-defined]
+_INBOX = InboxItem.__table__  # type: ignore[attr-defined]
+_QUEUED_COUNT = sa_select(func.count()).select_from(_INBOX).where(_INBOX.c.state == "queued")
 _SEND_BY_TARGET = sa_select(_SENDS).where(_SENDS.c.target == bindparam("target")).limit(1)
 _SEND_BY_TARGET_AT = (sa_select(_SENDS).where(_SENDS.c.target == bindparam("target"),
                                               _SENDS.c.provider == bindparam("provider")).limit(1))
@@ -475,3 +479,74 @@ class Store:
                     _SENDS.c.state.notin_(("cancelled", "failed", "deleted")))
             ).scalar_one()
             return int(total)
+
+    # --- the Slack inbox (bot/server/inbox.py) ----------------------------------------------------
+    def enqueue_request(self, item: InboxItem, ack_text: Callable[[int], str] = lambda _: "") -> int | None:
+        """The one write in front of an ack: the replay check and the durable request in one transaction
+        (the unique key refuses a body queued before). Returns how many queued requests are ahead of it
+        (`ack_text(ahead)`, what the ack says, is kept with it), or None for a replay or Slack's retry."""
+        values = _values(item, _INBOX)
+        values.pop("seq")
+        try:
+            with self.writing(urgent=True) as conn:
+                ahead = int(conn.execute(_QUEUED_COUNT).scalar_one())
+                values["ack_text"] = ack_text(ahead)
+                conn.execute(_INBOX.insert(), values)
+                return ahead
+        except IntegrityError:
+            return None
+
+    def take_request(self, taker: str, lease_until: datetime) -> InboxItem | None:
+        """The oldest queued request, or one whose worker's lease ran out (it died), now held by
+        `taker`. Workers of other processes skip the rows held (FOR UPDATE SKIP LOCKED on PostgreSQL;
+        SQLite has one writer at a time)."""
+        now = self.clock.now()
+        oldest = (
+            sa_select(_INBOX.c.seq)
+            .where(or_(_INBOX.c.state == InboxState.QUEUED,
+                       and_(_INBOX.c.state == InboxState.TAKEN, _INBOX.c.lease_until < now)))
+            .order_by(_INBOX.c.seq).limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with self.writing() as conn:
+            row = conn.execute(
+                _INBOX.update().where(_INBOX.c.seq == oldest)
+                .values(state=InboxState.TAKEN, taker=taker[:64], taken_at=now, lease_until=lease_until,
+                        attempts=_INBOX.c.attempts + 1)
+                .returning(*_INBOX.c)
+            ).first()
+        return InboxItem(**row._mapping) if row is not None else None
+
+    def renew_request(self, seq: int, taker: str, lease_until: datetime) -> bool:
+        """Keep holding a request while its work runs; False if another worker took it over."""
+        with self.writing() as conn:
+            return bool(conn.execute(
+                _INBOX.update().where(_INBOX.c.seq == seq, _INBOX.c.taker == taker[:64],
+                                      _INBOX.c.state == InboxState.TAKEN)
+                .values(lease_until=lease_until)
+            ).rowcount)
+
+    def settle_request(self, seq: int, taker: str) -> bool:
+        with self.writing() as conn:
+            return bool(conn.execute(
+                _INBOX.update().where(_INBOX.c.seq == seq, _INBOX.c.taker == taker[:64],
+                                      _INBOX.c.state == InboxState.TAKEN)
+                .values(state=InboxState.DONE, done_at=self.clock.now(), lease_until=None)
+            ).rowcount)
+
+    def unsettled_request_ids(self) -> set[str]:
+        """The request ids the inbox still owns (queued or taken): their workers answer them."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(sa_select(_INBOX.c.request_id).where(_INBOX.c.state != InboxState.DONE))
+            return {str(r[0]) for r in rows}
+
+    def queued_requests(self) -> int:
+        with self.reader.connect() as conn:
+            return int(conn.execute(sa_select(func.count()).select_from(_INBOX)
+                                    .where(_INBOX.c.state == InboxState.QUEUED)).scalar_one())
+
+    def forget_settled_before(self, cutoff: datetime) -> None:
+        """Settled requests older than Slack's 5-minute signature window can no longer be replayed."""
+        with self.writing() as conn:
+            conn.execute(_INBOX.delete().where(_INBOX.c.state == InboxState.DONE, _INBOX.c.done_at < cutoff))

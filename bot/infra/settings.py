@@ -84,11 +84,18 @@ class Settings(BaseSettings):
     # region for phone numbers typed without +country (010-1234-5678); empty: only +country numbers
     default_region: str | None = phones.DEFAULT_REGION
 
+    # tasks in each bot process that work on queued Slack requests (0: this process only acks them, and
+    # `smsops worker` processes on the same database do the work)
+    inbox_workers: int = Field(default=16, ge=0, le=256)
+    # how long a worker holds a request without renewing (it renews every third of it): a dead worker's
+    # requests are taken again after this
+    inbox_lease: timedelta = timedelta(seconds=30)
+
     provider_connect_timeout: float = 5.0
     provider_read_timeout: float = 15.0
     log_level: str = "INFO"
 
-    @field_validator("telnyx_cancel_guard", "approval_ttl", "reconcile_after", mode="before")
+    @field_validator("telnyx_cancel_guard", "approval_ttl", "reconcile_after", "inbox_lease", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):

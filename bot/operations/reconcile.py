@@ -55,8 +55,10 @@ async def reconcile(services: Services, *, min_age: timedelta | None = None,
     cutoff = now - (services.settings.reconcile_after if min_age is None else min_age)
     request_cutoff = min(cutoff, now - request_min_age) if request_min_age is not None else cutoff
     settled = 0
+    # a request the inbox still holds (queued, or its worker died) is its worker's to settle
+    held = await services.db(services.store.unsettled_request_ids)
     intents = [i for i in await services.db(services.store.open_intents, cutoff)
-               if i.operation != REQUEST or i.started_at <= request_cutoff]
+               if i.operation != REQUEST or (i.started_at <= request_cutoff and _request_id(i) not in held)]
     # Provider calls first, so the notice about an interrupted request can point at them ("above").
     intents.sort(key=lambda i: i.operation == REQUEST)
     for intent in intents:
@@ -172,6 +174,14 @@ async def _settle_request(services: Services, intent: Intent) -> bool:
     if channel:  # before the close, as in settle(): at least once
         await services.notifier.post_text(channel, message)
     return bool(await services.db(services.store.close_intent, intent.id))
+
+
+def _request_id(intent: Intent) -> str:
+    try:
+        info = json.loads(intent.payload or "{}")
+    except ValueError:
+        return ""
+    return str(info.get("request_id") or "") if isinstance(info, dict) else ""
 
 
 def _unknown_schedule(intent: Intent) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from bot.providers.base import Provider, ProviderName
 from bot.providers.registry import build_providers
 from bot.reminders import Reminders
 from bot.server.http import build_asgi
+from bot.server.inbox import Inbox
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from bot.slack.tz import TimeZones
@@ -39,6 +40,7 @@ class Runtime:
         clock: Clock | None = None,
         providers: dict[ProviderName, Provider] | None = None,
         run_reminders: bool = True,
+        role: str = "bot",
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
@@ -60,6 +62,11 @@ class Runtime:
         # Every request is verified where it arrives (bot/server/http.py), against the current and, during a
         # rotation, the previous signing secret; Bolt's own check knows only one, so it is left off.
         self.app = build_app(self.services, self.client, None)
+        # Slack requests are queued before their ack (bot/server/http.py) and worked on by the inbox's
+        # workers, which dispatch them to an app of their own (it returns when the listener is done).
+        self.worker_app = build_app(self.services, self.client, None, queued=True)
+        self.inbox = Inbox(self.services, self.worker_app, workers=settings.inbox_workers,
+                           lease=settings.inbox_lease, role=role)
         self.reminders: Reminders | None = None
         if run_reminders:
             self.reminders = Reminders(self.services)
@@ -80,6 +87,9 @@ class Runtime:
             await reconcile(self.services)
         except Exception:  # reconciliation must never keep the bot from starting
             log.exception("reconciliation on start failed")
+        # after reconciliation: a request interrupted by a crash is taken again once its provider calls
+        # in flight are settled
+        self.inbox.start()
         self._janitor = asyncio.create_task(self._forget_old_requests())
         self._reconciler = asyncio.create_task(self._reconcile_periodically())
         log.info("bot started", extra={"providers": sorted(self.services.providers)})
@@ -89,6 +99,7 @@ class Runtime:
             self._janitor.cancel()
         if self._reconciler is not None:
             self._reconciler.cancel()
+        await self.inbox.stop()
         if self.reminders is not None:
             self.reminders.shutdown()
         await self.services.aclose()
@@ -109,7 +120,7 @@ class Runtime:
         return build_asgi(self.app, self.services, self.signing_secret, on_start=self.start, on_stop=self.stop,
                           scheduler_running=self.scheduler_running, telnyx_webhook=telnyx_webhook,
                           twilio_webhook=twilio_webhook_endpoint(self.services),
-                          previous_signing_secret=self.previous_signing_secret)
+                          previous_signing_secret=self.previous_signing_secret, inbox=self.inbox)
 
     async def _reconcile_periodically(self) -> None:
         """Intents left open by a replica that died while this one runs are settled here too. A
@@ -132,5 +143,6 @@ class Runtime:
             cutoff = self.services.now() - timedelta(minutes=15)
             try:
                 await self.services.db(self.services.store.forget_seen_before, cutoff)
+                await self.services.db(self.services.store.forget_settled_before, cutoff)
             except Exception:
                 log.exception("could not prune seen requests")

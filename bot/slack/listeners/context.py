@@ -8,8 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.context.respond.internals import _build_message
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.domain.results import Reply, Tone
@@ -121,3 +124,45 @@ async def finish_request(services: Services, intent_id: str | None, who: Invoker
             await services.db(services.store.remember_name, who.user, who.name)
         except Exception:
             log.exception("could not keep the user's name")
+
+
+class InboxAck(AsyncAck):
+    """A listener's `ack` when its request comes from the inbox: Slack was acked already (by the ack
+    path, bot/server/http.py), so what the listener would have put in its ack goes to the user through
+    `respond` instead, unless the ack path already said exactly that."""
+
+    def __init__(self, said: str, respond: Callable[..., Awaitable[Any]] | None) -> None:
+        super().__init__()
+        self._said = said
+        self._respond = respond
+
+    async def __call__(self, text: str | dict[str, Any] = "", blocks: Any = None,  # type: ignore[override]
+                       **kwargs: Any) -> BoltResponse:
+        response = await super().__call__(text, blocks, **kwargs)
+        shown = text.get("text", "") if isinstance(text, dict) else text
+        if (shown or blocks) and shown != self._said and self._respond is not None:
+            try:
+                await self._respond(text=shown, blocks=blocks, response_type="ephemeral",
+                                    replace_original=False, delete_original=False)
+            except Exception:  # the work still goes ahead; its answer follows
+                log.exception("could not pass on the listener's ack")
+        return response
+
+
+class EphemeralRespond:
+    """`respond` for a request that waited in the inbox longer than its response_url lives (30 minutes):
+    the answer goes to the invoker by chat.postEphemeral in the request's channel instead (a message
+    can no longer be replaced there: each answer is a new ephemeral message)."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, user: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.user = user
+        self.response_url = None
+
+    async def __call__(self, text: str | dict[str, Any] = "", blocks: Any = None, **_: Any) -> Any:
+        if isinstance(text, dict):
+            blocks = text.get("blocks", blocks)
+            text = str(text.get("text", ""))
+        return await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text or " ",
+                                                    blocks=blocks)

@@ -1,6 +1,6 @@
 """Opt-outs: numbers that must not be messaged (inbound STOP keywords, `/sms optout`).
 
-Revision ID: 0003_guardrails
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-10
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_guardrails"
+revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,175 @@
+"""The inbox's workers: every Slack request is made durable before its ack (bot/server/http.py, one
+insert into `slack_inbox`), and its work (permission, policy, ledger, provider call, answer) is done
+here, by INBOX_WORKERS tasks in each bot process and by any `smsops worker` process on the same
+database (PostgreSQL: they take rows with FOR UPDATE SKIP LOCKED).
+
+A worker holds a request under a lease it renews while the work runs; if its process dies, the lease
+runs out and another worker takes the request again. What the retake does depends on how far the
+first attempt got: if it recorded nothing and opened no provider call, the request is simply run again;
+otherwise it is not repeated (a provider call is made at most once per intent): its channel is told
+what was recorded, and any provider call left in flight is settled by reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.infra.logs import request_id as request_id_var
+from bot.operations.reconcile import REQUEST, settle
+from bot.operations.services import Services
+from bot.slack.app import INBOX_EPHEMERAL, INBOX_SAID
+from bot.slack.front import read_form
+from db.models import InboxItem, Intent
+
+log = logging.getLogger("bot.server.inbox")
+
+RESPONSE_URL_LIFETIME = timedelta(minutes=29)  # Slack's is 30 minutes: keep a margin for the answer
+IDLE_POLL = 0.2  # seconds an idle worker waits before looking again (requests another process queued)
+SOCKET_CONTENT_TYPE = "socket_mode"  # a Socket Mode payload, stored as its JSON
+
+
+def taker_name(role: str) -> str:
+    return f"{role}:{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Inbox:
+    def __init__(self, services: Services, app: AsyncApp, *, workers: int, lease: timedelta,
+                 role: str = "bot") -> None:
+        self.services = services
+        self.app = app
+        self.workers = workers
+        self.lease = lease
+        self.role = role
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.handled = 0
+
+    def wake(self) -> None:
+        """A request was just queued in this process: an idle worker takes it now rather than at its poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(taker_name(f"{self.role}{n}"))) for n in range(self.workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _work(self, taker: str) -> None:
+        store = self.services.store
+        while True:
+            try:
+                item = await self.services.db(store.take_request, taker, self.services.now() + self.lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not take a request from the inbox")
+                await asyncio.sleep(1.0)
+                continue
+            if item is None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                except TimeoutError:
+                    pass
+                continue
+            await self.handle(item, taker)
+
+    async def handle(self, item: InboxItem, taker: str) -> None:
+        assert item.seq is not None
+        token = request_id_var.set(item.request_id)
+        keeper = asyncio.create_task(self._keep(item.seq, taker))
+        try:
+            if item.attempts <= 1 or await self._again(item):
+                await self._dispatch(item)
+        except Exception:  # the listeners answer their own errors; this is the plumbing's
+            log.exception("could not work on a queued request", extra={"request_id": item.request_id})
+        finally:
+            keeper.cancel()
+            request_id_var.reset(token)
+        try:
+            await self.services.db(self.services.store.settle_request, item.seq, taker)
+            self.handled += 1
+        except Exception:
+            log.exception("could not settle a queued request", extra={"request_id": item.request_id})
+
+    async def _keep(self, seq: int, taker: str) -> None:
+        """Renew the lease while the work runs, so no other worker takes the request over."""
+        every = max(self.lease.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.services.db(self.services.store.renew_request, seq, taker,
+                                       self.services.now() + self.lease)
+            except Exception:
+                log.exception("could not renew the lease of a queued request")
+
+    async def _again(self, item: InboxItem) -> bool:
+        """A request whose worker died: run it again only if the first attempt left no trace."""
+        store = self.services.store
+        rid = item.request_id
+        recorded = await self.services.db(store.entries_for_request, rid, 1)
+        open_intents = await self.services.db(store.open_intents)
+        mine = [i for i in open_intents if i.operation == REQUEST and _request_of(i) == rid]
+        actor = _actor(item)
+        in_flight = [i for i in open_intents if i.operation != REQUEST and i.actor == actor[:64]
+                     and i.started_at >= item.received_at]
+        if not recorded and not in_flight:
+            log.info("running an interrupted request again", extra={"request_id": rid, "attempt": item.attempts})
+            for intent in mine:  # the new attempt opens its own record
+                await self.services.db(store.close_intent, intent.id)
+            return True
+        log.info("an interrupted request went too far to repeat; telling its channel",
+                 extra={"request_id": rid, "attempt": item.attempts})
+        for intent in mine:
+            await settle(self.services, intent)
+        return False
+
+    async def _dispatch(self, item: InboxItem) -> None:
+        context: dict[str, Any] = {"request_id": item.request_id, INBOX_SAID: item.ack_text}
+        if self.services.now() - item.received_at > RESPONSE_URL_LIFETIME:
+            context[INBOX_EPHEMERAL] = True
+        if item.content_type == SOCKET_CONTENT_TYPE:
+            request = AsyncBoltRequest(body=json.loads(item.body), mode="socket_mode", context=context)
+        else:
+            request = AsyncBoltRequest(body=item.body, headers={"content-type": [item.content_type]},
+                                       context=context)
+            if not request.body and "payload" in item.body and not item.body.lstrip().startswith("{"):
+                # slack-bolt reads any form body containing the word "payload" as an interaction and
+                # finds none in, say, `/sms help payload`: parse it as the plain form it is.
+                form = dict(parse_qsl(item.body, keep_blank_values=True))
+                if "payload" not in form:
+                    request.body = form
+                    request.context = build_async_context(request.context, form)
+        if request.context.get("response_url") is None and context.get(INBOX_EPHEMERAL):
+            request.context.pop(INBOX_EPHEMERAL, None)
+        await self.app.async_dispatch(request)
+
+
+def _request_of(intent: Intent) -> str:
+    try:
+        info = json.loads(intent.payload or "{}")
+    except ValueError:
+        return ""
+    return str(info.get("request_id") or "") if isinstance(info, dict) else ""
+
+
+def _actor(item: InboxItem) -> str:
+    form = read_form(item.body.encode(), item.content_type)
+    user = form.get("user_id") or form.get("user") or ""
+    if isinstance(user, dict):
+        user = user.get("id") or ""
+    return str(user)
