@@ -49,11 +49,6 @@ def solapi_bytes(text: str) -> int:
     return len(text.encode(SOLAPI_CODEC, errors="replace"))  # an unencodable character: one `?`
 
 
-def solapi_kind(text: str) -> str:
-    """`SMS` up to 90 bytes, `LMS` beyond: the type Solapi picks when none is given."""
-    return "SMS" if solapi_bytes(text) <= SOLAPI_SMS_BYTES else "LMS"
-
-
 def telnyx_measure(text: str) -> Measure:
     if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
         septets = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)

@@ -109,12 +109,6 @@ class Planner(ReminderJobs):
                 raise
             # before the first start on a new database there is no job table, and so no jobs
 
-    def job_ids(self, batch_id: str) -> list[str]:
-        """The reminder jobs stored for a batch (for tests and operators)."""
-        with self.store.reader.connect() as conn:
-            rows = conn.execute(select(self.store.jobs_t.c.id).where(self._of_batch(batch_id)))
-            return sorted(r[0] for r in rows)
-
     def _one_of(self, column: Any, values: list[str]) -> Any:
         """`column IN values` for a page of the sweep (thousands of values). On PostgreSQL one array
         parameter (`= ANY(%s)`): an expanded IN list is rendered and parsed value by value, which was
