@@ -54,7 +54,8 @@ from bot.domain.results import Card  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 from bot.operations.services import Services  # noqa: E402
 from bot.providers.base import MessageState, ProviderName, SendState  # noqa: E402
-from bot.reminders import JOBS_TABLE, Reminders, _JobStore, fire_reminder, job_id  # noqa: E402
+from bot.reminders import JOBS_TABLE, JobStore, Reminders, job_id  # noqa: E402
+from bot.reminders.jobs import FIRE_REMINDER  # noqa: E402
 from db.engine import make_engine, normalise_url  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import TrackedSend  # noqa: E402
@@ -77,7 +78,7 @@ def _rows(count: int, first_due: float, spread: float) -> Iterator[tuple[dict[st
             "recipients_preview": "+18665550100", "text_preview": "Doors open at 10", "created_by": "U0BENCH01",
             "team": "T0BENCH01", "channel": CHANNEL, "created_at": now, "updated_at": now,
         }
-        job = Job(_TEMPLATE_SCHEDULER, id=job_id(batch, LEAD), func=fire_reminder,
+        job = Job(_TEMPLATE_SCHEDULER, id=job_id(batch, LEAD), func=FIRE_REMINDER,
                   trigger=DateTrigger(run_date=due, timezone=UTC), executor="default", args=(batch, LEAD),
                   kwargs={}, name=f"reminder 15m before batch {batch}", misfire_grace_time=None, coalesce=True,
                   max_instances=1, next_run_time=due)
@@ -87,7 +88,7 @@ def _rows(count: int, first_due: float, spread: float) -> Iterator[tuple[dict[st
 
 def load(engine: Engine, count: int, first_due: float, spread: float, chunk: int = 5000) -> None:
     sends_t = TrackedSend.__table__  # type: ignore[attr-defined]
-    jobs_t = _JobStore(engine=engine, tablename=JOBS_TABLE).jobs_t
+    jobs_t = JobStore(engine=engine, tablename=JOBS_TABLE).jobs_t
     batch_sends: list[dict[str, Any]] = []
     batch_jobs: list[dict[str, Any]] = []
 
@@ -112,7 +113,7 @@ def prepare(url: str, far: int) -> float:
     t = time.perf_counter()
     upgrade(url)
     engine = make_engine(url)
-    _JobStore(engine=engine, tablename=JOBS_TABLE).jobs_t.create(engine, checkfirst=True)
+    JobStore(engine=engine, tablename=JOBS_TABLE).jobs_t.create(engine, checkfirst=True)
     load(engine, far, time.time() + 2 * 86400, 3 * 86400)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))

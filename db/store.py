@@ -1,7 +1,8 @@
 """The bot's state besides the ledger: tracked sends, approvals, intents, seen requests.
 
 Every change that is also an action writes its ledger entry in the same transaction, so a state
-change and its record land together or not at all."""
+change and its record land together or not at all. Every write is a Core statement in a `writing()`
+transaction (the write gate's queue on SQLite); ORM sessions only read."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from bot.domain.clock import Clock
 from db.engine import reader, write_gate
-from db.ledger import EntryDraft, append, append_row
+from db.ledger import EntryDraft, append_row
 from db.models import (
     Approval,
     ApprovalState,
@@ -36,15 +37,17 @@ from db.models import (
 UPCOMING_STATES = ("scheduled", "pending")
 CANCELLING = "cancelling"
 
-# The tables of the hot paths (a cancel, a request record, the replay check), written with Core
-# statements: an ORM session and unit of work per call cost two to three times as much CPU, and the
-# bot process is CPU-bound under load (bench/README.md, section 2).
+# The tables, written with Core statements: an ORM session and unit of work per call cost two to three
+# times as much CPU, and the bot process is CPU-bound under load (bench/README.md, section 2).
 _SENDS = TrackedSend.__table__  # type: ignore[attr-defined]
 _INTENTS = Intent.__table__  # type: ignore[attr-defined]
 _SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
 _OPTOUTS = OptOut.__table__  # type: ignore[attr-defined]
 _INBOX = InboxItem.__table__  # type: ignore[attr-defined]
 _QUEUED_COUNT = sa_select(func.count()).select_from(_INBOX).where(_INBOX.c.state == "queued")
+_APPROVALS = Approval.__table__  # type: ignore[attr-defined]
+_CLAIMS = ReminderClaim.__table__  # type: ignore[attr-defined]
+_NAMES = SlackName.__table__  # type: ignore[attr-defined]
 _SEND_BY_TARGET = sa_select(_SENDS).where(_SENDS.c.target == bindparam("target")).limit(1)
 _SEND_BY_TARGET_AT = (sa_select(_SENDS).where(_SENDS.c.target == bindparam("target"),
                                               _SENDS.c.provider == bindparam("provider")).limit(1))
@@ -74,21 +77,23 @@ class Store:
         self.gate = write_gate(engine)
 
     def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        """An ORM session for reads only, on the reader (DEFERRED on SQLite: it takes no write lock, so
+        it never waits behind writers nor makes them wait). Every write goes through `writing()`."""
+        return Session(self.reader, expire_on_commit=False)
 
     @contextmanager
     def writing(self, urgent: bool = False) -> Iterator[Connection]:
         """One writing transaction (IMMEDIATE on SQLite), queued in this process by the write gate;
-        `urgent` for the records a Slack request needs before its ack (db/engine.py, WriteGate)."""
+        `urgent` for the records a Slack request needs before its ack (db/engine.py, WriteGate). The
+        store's only way to write: a transaction that bypassed the gate would wait in SQLite's busy
+        handler instead of the queue."""
         with self.gate.hold(urgent), self.engine.begin() as conn:
             yield conn
 
     # --- ledger ------------------------------------------------------------------------------
     def record(self, *drafts: EntryDraft) -> list[LedgerEntry]:
-        with self.session() as session:
-            entries = [append(session, d, self.clock.now()) for d in drafts]
-            session.commit()
-            return entries
+        with self.writing() as conn:
+            return [LedgerEntry(**append_row(conn, d, self.clock.now())) for d in drafts]
 
     def entries_for_request(self, request_id: str, limit: int = 20) -> list[LedgerEntry]:
         """What the ledger recorded for one Slack request (by its request id), oldest first."""
@@ -124,29 +129,19 @@ class Store:
     def add_sends(self, sends: Iterable[TrackedSend], drafts: Iterable[EntryDraft]) -> None:
         """New tracked sends and their ledger entries, together."""
         now = self.clock.now()
-        with self.session() as session:
+        with self.writing() as conn:
             for send in sends:
-                existing = session.exec(
-                    select(TrackedSend).where(
-                        TrackedSend.provider == send.provider, TrackedSend.target == send.target
-                    )
-                ).first()
-                if existing is not None:
-                    session.delete(existing)
-                    session.flush()
-                session.add(send)
+                # a provider id seen before (a re-sync) replaces the old row
+                conn.execute(_SENDS.delete().where(_SENDS.c.provider == send.provider,
+                                                   _SENDS.c.target == send.target))
+                conn.execute(_SENDS.insert(), _values(send, _SENDS))
             for draft in drafts:
-                append(session, draft, now)
-            session.commit()
+                append_row(conn, draft, now)
 
     def set_notice(self, batch_id: str, channel: str, ts: str) -> None:
-        with self.session() as session:
-            session.execute(
-                update(TrackedSend)
-                .where(col(TrackedSend.batch_id) == batch_id)
-                .values(notice_channel=channel, notice_ts=ts)
-            )
-            session.commit()
+        with self.writing() as conn:
+            conn.execute(_SENDS.update().where(_SENDS.c.batch_id == batch_id)
+                         .values(notice_channel=channel, notice_ts=ts))
 
     def claim_send(self, send_id: str, from_states: Sequence[str], to_state: str,
                    intent: Intent | None = None) -> bool:
@@ -173,19 +168,15 @@ class Store:
         drafts: Sequence[EntryDraft] = (),
     ) -> None:
         now = self.clock.now()
-        with self.session() as session:
-            send = session.get(TrackedSend, send_id)
-            if send is not None:
-                send.state = state
-                if provider_status is not None:
-                    send.provider_status = provider_status
-                if send_at is not None:
-                    send.send_at = send_at
-                send.updated_at = now
-                session.add(send)
+        values: dict[str, object] = {"state": state, "updated_at": now}
+        if provider_status is not None:
+            values["provider_status"] = provider_status
+        if send_at is not None:
+            values["send_at"] = send_at
+        with self.writing() as conn:
+            conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(**values))
             for draft in drafts:
-                append(session, draft, now)
-            session.commit()
+                append_row(conn, draft, now)
 
     def upcoming(self, now: datetime, owner: str | None = None, limit: int = 50,
                  provider: str | None = None) -> list[TrackedSend]:
@@ -217,19 +208,14 @@ class Store:
 
     # --- approvals ---------------------------------------------------------------------------
     def add_approval(self, approval: Approval, send: TrackedSend | None, draft: EntryDraft) -> None:
-        with self.session() as session:
+        with self.writing() as conn:
             if send is not None:
-                existing = session.exec(
-                    select(TrackedSend).where(
-                        TrackedSend.provider == send.provider, TrackedSend.target == send.target
-                    )
-                ).first()
-                if existing is None:
-                    session.add(send)
-                    session.flush()  # the approval's foreign key needs the send first
-            session.add(approval)
-            append(session, draft, self.clock.now())
-            session.commit()
+                existing = conn.execute(sa_select(_SENDS.c.id).where(
+                    _SENDS.c.provider == send.provider, _SENDS.c.target == send.target).limit(1)).first()
+                if existing is None:  # the approval's foreign key needs the send first
+                    conn.execute(_SENDS.insert(), _values(send, _SENDS))
+            conn.execute(_APPROVALS.insert(), _values(approval, _APPROVALS))
+            append_row(conn, draft, self.clock.now())
 
     def get_approval(self, approval_id: str) -> Approval | None:
         with self.session() as session:
@@ -241,70 +227,60 @@ class Store:
             return session.exec(stmt).first()
 
     def set_approval_message(self, approval_id: str, channel: str, ts: str) -> None:
-        with self.session() as session:
-            session.execute(
-                update(Approval).where(col(Approval.id) == approval_id).values(message_channel=channel,
-                                                                              message_ts=ts)
-            )
-            session.commit()
+        with self.writing() as conn:
+            conn.execute(_APPROVALS.update().where(_APPROVALS.c.id == approval_id)
+                         .values(message_channel=channel, message_ts=ts))
 
     def claim_approval(self, approval_id: str, user: str, to_state: str, now: datetime,
                        draft: EntryDraft | None = None, intent: Intent | None = None) -> bool:
         """The one conditional update that makes a decision happen once, however many clicks arrive.
         `intent` (the send about to be made) is opened in the same transaction when the claim is won,
         so a crash cannot leave a claimed approval that reconciliation does not know of."""
-        with self.session() as session:
-            result = session.execute(
-                update(Approval)
-                .where(
-                    col(Approval.id) == approval_id,
-                    col(Approval.state) == ApprovalState.PENDING,
-                    col(Approval.expires_at) > now,
-                )
+        with self.writing() as conn:
+            result = conn.execute(
+                _APPROVALS.update()
+                .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.state == ApprovalState.PENDING,
+                       _APPROVALS.c.expires_at > now)
                 .values(state=to_state, decided_by=user, decided_at=now)
             )
-            won = bool(result.rowcount)  # type: ignore[attr-defined]
+            won = bool(result.rowcount)
             if won and draft is not None:
-                append(session, draft, now)
+                append_row(conn, draft, now)
             if won and intent is not None:
-                session.add(intent)
-            session.commit()
+                conn.execute(_INTENTS.insert(), _values(intent, _INTENTS))
             return won
 
     def expire_approval(self, approval_id: str, now: datetime) -> bool:
-        with self.session() as session:
-            result = session.execute(
-                update(Approval)
-                .where(col(Approval.id) == approval_id, col(Approval.state) == ApprovalState.PENDING,
-                       col(Approval.expires_at) <= now)
+        with self.writing() as conn:
+            result = conn.execute(
+                _APPROVALS.update()
+                .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.state == ApprovalState.PENDING,
+                       _APPROVALS.c.expires_at <= now)
                 .values(state=ApprovalState.EXPIRED, decided_at=now)
             )
-            session.commit()
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return bool(result.rowcount)
 
     def close_approvals_for(self, send_id: str, now: datetime) -> list[Approval]:
         """Close every open request to send `send_id` (its group was deleted, cancelled or sent); returns
         the ones this call closed, whose cards are to be updated. The conditional update makes a click
         racing with it either win its claim first or find the request closed."""
         closed: list[Approval] = []
-        with self.session() as session:
-            pending = session.exec(select(Approval).where(Approval.send_id == send_id,
-                                                          Approval.state == ApprovalState.PENDING)).all()
-            for approval in pending:
-                result = session.execute(
-                    update(Approval)
-                    .where(col(Approval.id) == approval.id, col(Approval.state) == ApprovalState.PENDING)
+        with self.writing() as conn:
+            pending = conn.execute(sa_select(_APPROVALS).where(
+                _APPROVALS.c.send_id == send_id, _APPROVALS.c.state == ApprovalState.PENDING)).all()
+            for row in pending:
+                result = conn.execute(
+                    _APPROVALS.update()
+                    .where(_APPROVALS.c.id == row.id, _APPROVALS.c.state == ApprovalState.PENDING)
                     .values(state=ApprovalState.CLOSED, decided_at=now)
                 )
-                if result.rowcount:  # type: ignore[attr-defined]
-                    closed.append(approval)
-            session.commit()
+                if result.rowcount:
+                    closed.append(Approval(**{**row._mapping, "state": ApprovalState.CLOSED, "decided_at": now}))
         return closed
 
     def finish_approval(self, approval_id: str, state: str) -> None:
-        with self.session() as session:
-            session.execute(update(Approval).where(col(Approval.id) == approval_id).values(state=state))
-            session.commit()
+        with self.writing() as conn:
+            conn.execute(_APPROVALS.update().where(_APPROVALS.c.id == approval_id).values(state=state))
 
     def pending_approvals(self, now: datetime, limit: int = 20) -> list[Approval]:
         with self.session() as session:
@@ -380,13 +356,12 @@ class Store:
         """Insert the claim; only the first replica to do so gets True."""
         now = self.clock.now()
         try:
-            with self.session() as session:
-                session.add(ReminderClaim(send_id=send_id, lead_seconds=lead_seconds, status=status,
-                                          claimed_at=now))
-                session.flush()
+            with self.writing() as conn:
+                # the insert first: a replica that loses on the primary key writes no ledger entry
+                conn.execute(_CLAIMS.insert(), {"send_id": send_id, "lead_seconds": lead_seconds,
+                                                "status": status, "claimed_at": now})
                 if draft is not None:
-                    append(session, draft, now)
-                session.commit()
+                    append_row(conn, draft, now)
                 return True
         except IntegrityError:
             return False
@@ -397,18 +372,19 @@ class Store:
         name = name.strip().lstrip("@")[:80]
         if not user_id or not name:
             return
-        with self.session() as session:
-            known = session.get(SlackName, user_id[:64])
-            if known is not None and known.name == name:
-                return
-            if known is None:
-                known = SlackName(user_id=user_id[:64], name=name, seen_at=self.clock.now())
-            known.name, known.seen_at = name, self.clock.now()
-            session.add(known)
-            try:
-                session.commit()
-            except IntegrityError:  # another request for the same user wrote it first
-                session.rollback()
+        user_id = user_id[:64]
+        try:
+            with self.writing() as conn:
+                known = conn.execute(sa_select(_NAMES.c.name).where(_NAMES.c.user_id == user_id)).first()
+                if known is not None and known.name == name:
+                    return
+                values = {"name": name, "seen_at": self.clock.now()}
+                if known is None:
+                    conn.execute(_NAMES.insert(), {"user_id": user_id, **values})
+                else:
+                    conn.execute(_NAMES.update().where(_NAMES.c.user_id == user_id).values(**values))
+        except IntegrityError:  # another request for the same user wrote it first
+            pass
 
     # --- Slack request de-duplication ---------------------------------------------------------
     def first_time(self, key: str, urgent: bool = False) -> bool:
@@ -423,14 +399,12 @@ class Store:
 
     def forget_seen(self, key: str) -> None:
         """Undo `first_time` for a request whose handling failed, so its redelivery is acted on."""
-        with self.session() as session:
-            session.execute(delete(SeenRequest).where(col(SeenRequest.key) == key[:128]))
-            session.commit()
+        with self.writing() as conn:
+            conn.execute(_SEEN.delete().where(_SEEN.c.key == key[:128]))
 
     def forget_seen_before(self, cutoff: datetime) -> None:
-        with self.session() as session:
-            session.execute(delete(SeenRequest).where(col(SeenRequest.at) < cutoff))
-            session.commit()
+        with self.writing() as conn:
+            conn.execute(_SEEN.delete().where(_SEEN.c.at < cutoff))
 
     # --- opt-outs (bot/operations/optout.py, guard.py) ------------------------------------------
     def add_optout(self, optout: OptOut, draft: EntryDraft) -> bool:

@@ -9,7 +9,6 @@ from bot.providers.base import ProviderName
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SOLAPI = re.compile(r"^[GM][34]V\d{14}[A-Z0-9]{15}$")
-_SOLAPI_GROUP = re.compile(r"^G4V\d{14}[A-Z0-9]{15}$")
 _HIGHLEVEL = re.compile(r"^[A-Za-z0-9]{20}$")
 _TWILIO = re.compile(r"^[SM]M[0-9a-f]{32}$")  # a Message SID: SM (SMS) or MM (MMS), then 32 hex digits
 _ANY_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -90,10 +89,6 @@ def _validate(raw: str, provider: ProviderName) -> str:
     if provider is ProviderName.HIGHLEVEL and not _ANY_ID.match(raw):
         raise IdError(f"`{_show(raw)}` is not a HighLevel message id")
     return raw
-
-
-def is_solapi_group(raw: str) -> bool:
-    return bool(_SOLAPI_GROUP.match(raw))
 
 
 def _show(text: str, limit: int = 60) -> str:

@@ -89,10 +89,6 @@ def _trunk_zero_missing(text: str, region: str) -> bool:
     return metadata is not None and metadata.national_prefix == "0" and not digits.startswith("0")
 
 
-def normalise_all(raws: tuple[str, ...], default_region: str | None = DEFAULT_REGION) -> tuple[str, ...]:
-    return tuple(normalise(raw, default_region) for raw in raws)
-
-
 @dataclass(frozen=True)
 class SolapiNumber:
     """Solapi's form of a recipient: `country` (calling code, no +) and `to` (the national number)."""

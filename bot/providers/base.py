@@ -66,10 +66,6 @@ class ProviderError(Exception):
         return f"{' '.join(parts)}: {self.message}"
 
     @property
-    def retryable(self) -> bool:
-        return self.kind in {ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT}
-
-    @property
     def outcome_unknown(self) -> bool:
         """True when the request may or may not have taken effect at the provider."""
         return self.kind in {ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE, ErrorKind.GARBAGE}

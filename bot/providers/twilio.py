@@ -60,7 +60,6 @@ _STATES: dict[str, SendState] = {
 
 _NOT_FOUND_CODES = {"20404"}
 _AUTH_CODES = {"20003", "20005", "20006"}  # Authenticate; account not active; access denied
-NOT_CANCELLABLE = "30409"
 
 
 def parse_error(response: httpx.Response, body: Any) -> ProviderError:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bot.domain.results import Card
@@ -21,6 +22,13 @@ from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import LedgerEntry, ReminderClaim, TrackedSend
 from db.store import new_id
+
+
+def stored_jobs(reminders: Reminders, batch_id: str) -> list[str]:
+    """The reminder jobs stored for a batch, as the job table holds them."""
+    table = reminders.store.jobs_t
+    with reminders.engine.connect() as conn:
+        return sorted(r[0] for r in conn.execute(sa_select(table.c.id).where(reminders._of_batch(batch_id))))
 
 
 @dataclass

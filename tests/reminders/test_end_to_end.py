@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from bot.sandbox.harness import BotHarness, buttons, reply_text
 from bot.sandbox.slack import FakeSlack, SlackCall
 from db.models import LedgerEntry, ReminderClaim, TrackedSend
+from tests.reminders.conftest import stored_jobs
 
 OWNER = "U0ALICE01"
 CHANNEL = "C0OPS0001"
@@ -147,11 +148,11 @@ def test_cancelling_first_removes_the_reminder_and_a_cancel_elsewhere_stops_it(m
     [mine] = schedule(bot, "schedule telnyx +18665550105 in 308s Cancelled in Slack")
     [theirs] = schedule(bot, "schedule telnyx +18665550106 in 308s Cancelled in the Telnyx portal")
     reminders = bot.runtime.reminders
-    assert reminders.job_ids(mine.batch_id) == [f"remind:{mine.batch_id}:305"]
+    assert stored_jobs(reminders, mine.batch_id) == [f"remind:{mine.batch_id}:305"]
 
     _, token = bot.command(f"cancel telnyx:{mine.target}", user=OWNER, channel=CHANNEL)
     assert "Cancelled" in reply_text(bot.final_reply(token))
-    assert reminders.job_ids(mine.batch_id) == []
+    assert stored_jobs(reminders, mine.batch_id) == []
     telnyx.messages[theirs.target]["to"][0]["status"] = "cancelled"  # behind the bot's back
 
     wait_until(max(due(mine, 305), due(theirs, 305)) + 1.0)

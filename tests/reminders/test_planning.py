@@ -11,7 +11,15 @@ from bot.domain.results import CardKind
 from bot.reminders import Reminders, job_id, parse_job_id, runs
 from db.models import TrackedSend
 from db.store import new_id
-from tests.reminders.conftest import claims, ledger, make_services, running_reminders, soon, tracked
+from tests.reminders.conftest import (
+    claims,
+    ledger,
+    make_services,
+    running_reminders,
+    soon,
+    stored_jobs,
+    tracked,
+)
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -39,7 +47,7 @@ async def test_plan_makes_one_job_per_batch_and_lead_however_often_it_is_called(
     for send in sends + sends:
         reminders.plan(send)
     batch = sends[0].batch_id
-    assert reminders.job_ids(batch) == [job_id(batch, 3600), job_id(batch, 600)]
+    assert stored_jobs(reminders, batch) == [job_id(batch, 3600), job_id(batch, 600)]
     job = reminders.scheduler.get_job(job_id(batch, 600))
     assert abs((job.next_run_time - (sends[0].send_at - timedelta(minutes=10))).total_seconds()) < 0.001
 
@@ -52,7 +60,7 @@ async def test_plan_ignores_what_cannot_be_reminded(world, telnyx):
     past.send_at = soon(-5)
     for send in (unscheduled, cancelled, past):
         reminders.plan(send)
-        assert reminders.job_ids(send.batch_id) == []
+        assert stored_jobs(reminders, send.batch_id) == []
 
 
 async def test_drop_waits_until_nothing_in_the_batch_is_waiting(world, telnyx):
@@ -61,10 +69,10 @@ async def test_drop_waits_until_nothing_in_the_batch_is_waiting(world, telnyx):
     reminders.plan(first)
     services.store.set_state(first.id, "cancelled")
     reminders.drop(first.id)
-    assert len(reminders.job_ids(first.batch_id)) == 2  # the second message still goes out
+    assert len(stored_jobs(reminders, first.batch_id)) == 2  # the second message still goes out
     services.store.set_state(second.id, "cancelled")
     reminders.drop(second.id)
-    assert reminders.job_ids(first.batch_id) == []
+    assert stored_jobs(reminders, first.batch_id) == []
     reminders.drop("no-such-send")  # tolerated
 
 
@@ -131,7 +139,7 @@ async def test_a_send_cancelled_at_the_provider_gets_no_reminder_and_a_ledger_no
     with Session(services.engine) as session:
         fresh = session.get(TrackedSend, send.id)
         assert fresh is not None and (fresh.state, fresh.provider_status) == ("cancelled", "cancelled")
-    assert reminders.job_ids(send.batch_id) == []  # its other lead is gone too
+    assert stored_jobs(reminders, send.batch_id) == []  # its other lead is gone too
     assert [c.status for c in claims(services)] == ["skipped"]
 
 
@@ -168,7 +176,7 @@ async def test_start_plans_sends_that_have_no_job(world, telnyx):
     services, reminders = world
     send = tracked(services, telnyx, soon(7200))[0]  # in the ledger, never planned (a crash in between)
     assert await asyncio.to_thread(reminders.sweep) == 2
-    assert len(reminders.job_ids(send.batch_id)) == 2
+    assert len(stored_jobs(reminders, send.batch_id)) == 2
     assert await asyncio.to_thread(reminders.sweep) == 0
 
 
@@ -220,7 +228,7 @@ async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_datab
             return {job.id for job in reminders.scheduler.get_jobs()}
 
         assert stored() == {job_id(s.batch_id, lead) for s in (mine, other, kept) for lead in (3600, 600)}
-        assert reminders.job_ids(mine.batch_id) == sorted(job_id(mine.batch_id, lead) for lead in (3600, 600))
+        assert stored_jobs(reminders, mine.batch_id) == sorted(job_id(mine.batch_id, lead) for lead in (3600, 600))
 
         services.store.set_state(mine.id, "cancelled")
         reminders.drop(mine.id)  # after the send's own transaction, as every caller does
@@ -228,7 +236,7 @@ async def test_cancelled_batches_lose_their_jobs_and_only_theirs_on_either_datab
         reminders.drop(other.id)
 
         assert stored() == {job_id(kept.batch_id, lead) for lead in (3600, 600)}
-        assert reminders.job_ids(mine.batch_id) == reminders.job_ids(other.batch_id) == []
+        assert stored_jobs(reminders, mine.batch_id) == stored_jobs(reminders, other.batch_id) == []
 
 
 async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(any_db_url, telnyx):
@@ -242,9 +250,9 @@ async def test_the_start_up_sweep_plans_only_what_is_missing_on_either_database(
 
         added = await asyncio.to_thread(reminders.sweep, 2)  # pages of two batches
         assert added == 2 * len(missing) + 1  # both leads of each missing batch, the claimed one's 10m
-        assert reminders.job_ids(claimed.batch_id) == [job_id(claimed.batch_id, 600)]
+        assert stored_jobs(reminders, claimed.batch_id) == [job_id(claimed.batch_id, 600)]
         for send in (*planned, *missing):
-            assert reminders.job_ids(send.batch_id) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
+            assert stored_jobs(reminders, send.batch_id) == sorted(job_id(send.batch_id, lead) for lead in (3600, 600))
         assert await asyncio.to_thread(reminders.sweep, 2) == 0
 
 

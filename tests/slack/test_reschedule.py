@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry, TrackedSend
+from tests.reminders.conftest import stored_jobs
 
 RECIPIENT = {"telnyx": "+15551230001", "solapi": "+821012345678", "highlevel": "cT9kQ2mN4pR6sV8xZ1aB",
              "twilio": "+15558675310"}
@@ -62,7 +63,7 @@ def fakes(telnyx, solapi, highlevel, twilio) -> dict:
 def test_reschedule_moves_the_send_its_reminders_and_its_notice(make_bot, fakes, provider):
     bot = make_bot(reminder_leads="15m")
     old = schedule(bot, provider)
-    old_jobs = bot.services.reminders.job_ids(old.batch_id)
+    old_jobs = stored_jobs(bot.services.reminders, old.batch_id)
     assert old_jobs
     new_at = (datetime.now(UTC) + timedelta(hours=5)).replace(microsecond=0)
 
@@ -90,8 +91,8 @@ def test_reschedule_moves_the_send_its_reminders_and_its_notice(make_bot, fakes,
         assert fakes["twilio"].messages[new.target]["body"] == TEXT
 
     # reminders: planned for the new time, none left for the old batch
-    assert bot.services.reminders.job_ids(new.batch_id)
-    assert bot.services.reminders.job_ids(old.batch_id) == [] or provider == "solapi"
+    assert stored_jobs(bot.services.reminders, new.batch_id)
+    assert stored_jobs(bot.services.reminders, old.batch_id) == [] or provider == "solapi"
 
     # the ledger links the two ids, and /sms audit finds the link from either
     entries = ledger(bot)

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from bot.sandbox.harness import buttons, reply_text
 from bot.slack.ids import ActionId
 from db.models import LedgerEntry, TrackedSend
+from tests.reminders.conftest import stored_jobs
 
 
 def ledger(bot) -> list[LedgerEntry]:
@@ -194,13 +195,13 @@ def test_on_postgresql_schedule_then_cancel_leaves_no_reminder_and_two_entries(
     assert "Scheduled with" in reply_text(bot.final_reply(token))
     [send] = tracked(bot)
     reminders = bot.services.reminders
-    assert len(reminders.job_ids(send.batch_id)) == 2  # type: ignore[attr-defined]
+    assert len(stored_jobs(reminders, send.batch_id)) == 2
 
     _, token = bot.command(f"cancel {provider}:{send.target}", user="U0ALICE01")
     assert "Cancelled" in reply_text(bot.final_reply(token))
     [after] = tracked(bot)
     assert after.state == "cancelled"
-    assert reminders.job_ids(send.batch_id) == []  # type: ignore[attr-defined]
+    assert stored_jobs(reminders, send.batch_id) == []
     assert [(e.action, e.outcome, e.target) for e in ledger(bot)] == [
         ("scheduled", "ok", send.target), ("cancelled", "ok", send.target)]
     from db.ledger import verify  # the chain written through PostgreSQL verifies
