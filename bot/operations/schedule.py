@@ -38,6 +38,12 @@ async def schedule(services: Services, who: Invoker, cmd: commands.Schedule) -> 
         provider = provider_for(services, name)
     except Stop as stop:
         return stop.reply
+    from bot.domain.held_window import beyond_window  # held builds on this module's helpers
+
+    if beyond_window(name, cmd.send_at, services.now()):
+        from bot.operations.held import hold_beyond_window
+
+        return await hold_beyond_window(services, who, cmd)
     window = policy.schedule_window(name, cmd.send_at, services.now())
     if not window.allowed:
         await services.db(services.store.record, who.draft(

@@ -66,6 +66,7 @@ class Runtime:
             self.services.reminders = self.reminders
         self._janitor: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._held: asyncio.Task[None] | None = None
 
     def migrate(self) -> None:
         upgrade(self.settings.database_url)
@@ -82,6 +83,7 @@ class Runtime:
             log.exception("reconciliation on start failed")
         self._janitor = asyncio.create_task(self._forget_old_requests())
         self._reconciler = asyncio.create_task(self._reconcile_periodically())
+        self._held = asyncio.create_task(self._submit_held_periodically())
         log.info("bot started", extra={"providers": sorted(self.services.providers)})
 
     async def stop(self) -> None:
@@ -89,6 +91,8 @@ class Runtime:
             self._janitor.cancel()
         if self._reconciler is not None:
             self._reconciler.cancel()
+        if self._held is not None:
+            self._held.cancel()
         if self.reminders is not None:
             self.reminders.shutdown()
         await self.services.aclose()
@@ -125,6 +129,19 @@ class Runtime:
                                 request_min_age=timedelta(minutes=30))
             except Exception:
                 log.exception("periodic reconciliation failed")
+
+    async def _submit_held_periodically(self) -> None:
+        """Held sends that are due go to their provider; every replica runs this, and the conditional claim
+        in bot/operations/held.py lets exactly one of them make the call. The first pass is at start, so
+        sends that fell due while no replica ran go out at once."""
+        from bot.operations.held import submit_due
+
+        while True:
+            try:
+                await submit_due(self.services)
+            except Exception:
+                log.exception("submitting held sends failed")
+            await asyncio.sleep(self.settings.held_poll_seconds)
 
     async def _forget_old_requests(self) -> None:
         while True:
