@@ -46,6 +46,8 @@ class Action(StrEnum):
     REMINDED = "reminded"
     REFUSED = "refused"
     FAILED = "failed"
+    REJECTED = "rejected"  # an approval-held send rejected (bot/operations/held_approval.py)
+    EXPIRED = "expired"  # an approval-held send not approved within APPROVAL_TTL
 
 
 class Outcome(StrEnum):

@@ -469,11 +469,18 @@ class Store:
                 append_row(conn, draft, now)
             return won
 
-    def release_held(self, send_id: str, submit_at: datetime) -> None:
-        """Make an approved hold due for submission."""
+    def release_held(self, send_id: str, submit_at: datetime, draft: EntryDraft | None = None) -> bool:
+        """Make an approved hold due for submission, once: of several approvals meeting the quorum at the
+        same moment only one releases it (and writes `draft`); False for the others."""
+        now = self.clock.now()
         with self.writing() as conn:
-            conn.execute(_HELD.update().where(_HELD.c.send_id == send_id)
-                         .values(submit_at=submit_at, updated_at=self.clock.now()))
+            held = sa_select(_SENDS.c.id).where(_SENDS.c.id == send_id, _SENDS.c.state == HELD)
+            won = bool(conn.execute(_HELD.update().where(_HELD.c.send_id == send_id, _HELD.c.submit_at.is_(None),
+                                                         _HELD.c.send_id.in_(held))
+                                    .values(submit_at=submit_at, updated_at=now)).rowcount)
+            if won and draft is not None:
+                append_row(conn, draft, now)
+            return won
 
     def add_held_approval(self, send_id: str, user: str, draft: EntryDraft) -> bool:
         """One person's approval, recorded once (a repeated click by the same person adds nothing)."""

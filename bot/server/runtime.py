@@ -22,6 +22,7 @@ from bot.server.http import build_asgi
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from bot.slack.tz import TimeZones
+from bot.slack.usergroups import UserGroups
 from db.engine import make_engine
 from db.migrate import upgrade
 
@@ -52,6 +53,7 @@ class Runtime:
             notifier=SlackNotifier(self.client),
         )
         self.services.tz_of = TimeZones(self.client).get
+        self.services.group_members = UserGroups(self.client, self.services.now).members
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
         self.signing_secret = secret
         previous = settings.slack_signing_secret_previous
@@ -135,9 +137,11 @@ class Runtime:
         in bot/operations/held.py lets exactly one of them make the call. The first pass is at start, so
         sends that fell due while no replica ran go out at once."""
         from bot.operations.held import submit_due
+        from bot.operations.held_approval import expire_due
 
         while True:
             try:
+                await expire_due(self.services)  # first: an expired approval hold is never submitted
                 await submit_due(self.services)
             except Exception:
                 log.exception("submitting held sends failed")
