@@ -516,3 +516,13 @@ class Store:
             ids = sa_select(_HELD.c.send_id).where(_HELD.c.intent_id.in_(finished))
             return int(conn.execute(_SENDS.update().where(_SENDS.c.state == "submitting", _SENDS.c.id.in_(ids))
                                     .values(state="submitted", updated_at=self.clock.now())).rowcount)
+
+    def approvers_in_ledger(self, target: str, marker: str) -> list[str]:
+        """Who recorded an approval of one `/sms send` request under the approval rules: the actors of
+        `approved` entries on `target` whose detail starts with `marker` (the request's id), in order. The
+        ledger is the record; the final send is still claimed once (claim_approval)."""
+        with self.session() as session:
+            stmt = (select(LedgerEntry.actor).where(LedgerEntry.target == target, LedgerEntry.action == "approved",
+                                                    col(LedgerEntry.detail).startswith(marker, autoescape=True))
+                    .order_by(col(LedgerEntry.seq)))
+            return list(dict.fromkeys(session.exec(stmt)))

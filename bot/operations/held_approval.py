@@ -289,3 +289,51 @@ def _closed(send: TrackedSend, held: HeldSend | None) -> str:
             return f"{label} is already approved and released to {display(send.provider)}. Nothing more was done."
     return f"{label} is `{send.state}`; this request is closed. Nothing was done."
 
+
+
+async def send_gate(services: Services, who: Invoker, approval_id: str, requester: str,
+                    send: TrackedSend) -> Reply | bool:
+    """`/sms send` of a Solapi group under the rules file, at an Approve click: False when no rule applies
+    (today's approval), True when every matching rule now has its quorum (the caller claims and sends, once),
+    or the answer to give (refused, or recorded and still short). The rules are judged at the click, which is
+    when such a send goes out; each approval is an `approved` ledger entry marked with the request's id."""
+    try:
+        rules = required(services, "send", ProviderName(send.provider), send.recipient_count, send.text_preview,
+                         services.now())
+    except PolicyFileError as error:
+        return Reply(Tone.REFUSED, f"Not sent: the approval rules file (SMS_POLICY_FILE) cannot be read ({error}).")
+    if not rules:
+        return False
+    label = f"{display(send.provider)} `{send.target}`"
+    members = await members_of(services, rules)
+    mine = [r for r in rules if may_approve(r, who.user, requester, members)]
+    if not mine:
+        rule = rules[0]
+        reason = ("nobody approves their own send" if who.user == requester
+                  else f"<@{who.user}> is not among its approvers ({_who(rule)})")
+        await services.db(services.store.record, who.draft(
+            Action.REFUSED, Outcome.REFUSED, provider=send.provider, target=send.target,
+            detail=f"approval refused by rule “{rule.name}”: {reason}"))
+        return Reply(Tone.REFUSED, f"You can't approve {label}: rule “{rule.name}”: {reason}.")
+    marker = f"request {approval_id}:"
+    before = await services.db(services.store.approvers_in_ledger, send.target, marker)
+    if who.user not in before:
+        await services.db(services.store.record, who.draft(
+            Action.APPROVED, Outcome.OK, provider=send.provider, target=send.target,
+            detail=f"{marker} approved for rule(s) {', '.join(f'“{r.name}”' for r in mine)}"))
+    approvals = await services.db(services.store.approvers_in_ledger, send.target, marker)
+    if all(satisfied(rule, approvals, requester, members) for rule in rules):
+        return True
+    return Reply(Tone.OK if who.user not in before else Tone.INFO,
+                 ("Approval recorded" if who.user not in before else "You already approved this")
+                 + f". Still needed: {_progress(rules, approvals, requester, members)}.")
+
+
+def send_needs(services: Services, send: TrackedSend) -> str | None:
+    """At `/sms send`: the rules that will ask for approvals, in words (None when none applies now)."""
+    try:
+        rules = required(services, "send", ProviderName(send.provider), send.recipient_count, send.text_preview,
+                         services.now())
+    except PolicyFileError:
+        return None  # the Approve click refuses it then, saying why
+    return needs(rules) if rules else None
