@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = load_settings()
     logs.setup(settings.log_level, settings.secrets())
+    if command in ("run", "console"):
+        from bot.domain.approval_rules import PolicyFileError
+        from bot.operations.approval_rules import load_policy
+
+        try:  # checked before anything starts: a mistake stops the bot with the file, line and reason
+            load_policy(settings.sms_policy_file)
+        except PolicyFileError as error:
+            print(f"smsops: SMS_POLICY_FILE: {error}", file=sys.stderr)
+            return 3
     from db.engine import DatabaseSettingError
 
     try:

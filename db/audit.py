@@ -252,6 +252,8 @@ ACTION_WORDS: dict[str, str] = {
     "reminded": "reminded",
     "refused": "was refused",
     "failed": "failed",
+    "rejected": "rejected",
+    "expired": "expired",
 }
 
 

@@ -50,6 +50,8 @@ class Action(StrEnum):
     OPTED_IN = "opted_in"  # a number removed from it (an inbound START, or an admin with a reason)
     OVERRIDDEN = "overridden"  # an admin's --override let a send past a guard rail (quiet hours, a cap)
     RESCHEDULED = "rescheduled"  # target: the old id; the detail names the new id and time
+    REJECTED = "rejected"  # an approval-held send rejected (bot/operations/held_approval.py)
+    EXPIRED = "expired"  # an approval-held send not approved within APPROVAL_TTL
 
 
 class Outcome(StrEnum):
@@ -253,3 +255,41 @@ class InboxItem(SQLModel, table=True):
     taken_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     done_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True, index=True))
+class HeldReason(StrEnum):
+    WINDOW = "window"  # further out than the provider schedules: submitted once inside its window
+    APPROVAL = "approval"  # the rules file asks for approval first: submitted once every quorum is met
+
+
+HELD = "held"  # a tracked send's state while the bot keeps it (nothing at the provider yet)
+SUBMITTING = "submitting"  # claimed by one replica: its schedule call is in flight
+SUBMITTED = "submitted"  # handed to the provider: its messages are the batch's other tracked sends
+
+
+class HeldSend(SQLModel, table=True):
+    """The full content of a send the bot keeps itself, until it is submitted to the provider. Its tracked
+    send (same id) carries the state, the send time, the notice and the reminders like any other."""
+
+    __tablename__ = "held_sends"
+    __table_args__ = (Index("ix_held_submit_at", "submit_at"),)
+
+    send_id: str = Field(foreign_key="tracked_sends.id", primary_key=True, max_length=32)
+    reason: str = Field(max_length=16)  # HeldReason values
+    recipients: str = Field(sa_column=Column(Text, nullable=False))  # a JSON list
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    sender: str | None = Field(default=None, max_length=64)
+    submit_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))  # None: awaits approval
+    intent_id: str | None = Field(default=None, max_length=32)  # the submission's intent, once claimed
+    rules: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # JSON rule names
+    expires_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))  # approval holds
+    created_at: datetime = Field(sa_column=_utc_column())
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class HeldApproval(SQLModel, table=True):
+    """One person's approval of a held send (once per person: the primary key)."""
+
+    __tablename__ = "held_approvals"
+
+    send_id: str = Field(foreign_key="held_sends.send_id", primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=64)
+    at: datetime = Field(sa_column=_utc_column())

@@ -21,8 +21,11 @@ from bot.domain.clock import Clock
 from db.engine import reader, write_gate
 from db.ledger import EntryDraft, append_row
 from db.models import (
+    HELD,
     Approval,
     ApprovalState,
+    HeldApproval,
+    HeldSend,
     InboxItem,
     InboxState,
     Intent,
@@ -34,7 +37,7 @@ from db.models import (
     TrackedSend,
 )
 
-UPCOMING_STATES = ("scheduled", "pending")
+UPCOMING_STATES = ("scheduled", "pending", "held")  # held: kept by the bot (bot/operations/held.py)
 CANCELLING = "cancelling"
 
 # The tables, written with Core statements: an ORM session and unit of work per call cost two to three
@@ -48,6 +51,8 @@ _QUEUED_COUNT = sa_select(func.count()).select_from(_INBOX).where(_INBOX.c.state
 _APPROVALS = Approval.__table__  # type: ignore[attr-defined]
 _CLAIMS = ReminderClaim.__table__  # type: ignore[attr-defined]
 _NAMES = SlackName.__table__  # type: ignore[attr-defined]
+_HELD = HeldSend.__table__  # type: ignore[attr-defined]
+_HELD_APPROVALS = HeldApproval.__table__  # type: ignore[attr-defined]
 _SEND_BY_TARGET = sa_select(_SENDS).where(_SENDS.c.target == bindparam("target")).limit(1)
 _SEND_BY_TARGET_AT = (sa_select(_SENDS).where(_SENDS.c.target == bindparam("target"),
                                               _SENDS.c.provider == bindparam("provider")).limit(1))
@@ -524,3 +529,119 @@ class Store:
         """Settled requests older than Slack's 5-minute signature window can no longer be replayed."""
         with self.writing() as conn:
             conn.execute(_INBOX.delete().where(_INBOX.c.state == InboxState.DONE, _INBOX.c.done_at < cutoff))
+
+    # --- held sends (bot/operations/held.py) ------------------------------------------------------
+    def add_held(self, send: TrackedSend, held: HeldSend, draft: EntryDraft) -> None:
+        """A send the bot keeps, its content and its ledger entry, together."""
+        with self.writing() as conn:
+            conn.execute(_SENDS.insert(), _values(send, _SENDS))
+            conn.execute(_HELD.insert(), _values(held, _HELD))
+            append_row(conn, draft, self.clock.now())
+
+    def get_held(self, send_id: str) -> HeldSend | None:
+        with self.reader.connect() as conn:
+            row = conn.execute(sa_select(_HELD).where(_HELD.c.send_id == send_id)).first()
+            return HeldSend(**row._mapping) if row is not None else None
+
+    def due_held(self, now: datetime, limit: int = 100) -> list[tuple[TrackedSend, HeldSend]]:
+        """Held sends whose submission time has come, soonest first."""
+        stmt = (sa_select(_SENDS, _HELD).join(_HELD, _HELD.c.send_id == _SENDS.c.id)
+                .where(_SENDS.c.state == HELD, _HELD.c.submit_at.is_not(None), _HELD.c.submit_at <= now)
+                .order_by(_HELD.c.submit_at).limit(limit))
+        with self.reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        send_keys = [c.name for c in _SENDS.columns]
+        held_keys = [c.name for c in _HELD.columns]
+        return [(TrackedSend(**{k: row._mapping[_SENDS.c[k]] for k in send_keys}),
+                 HeldSend(**{k: row._mapping[_HELD.c[k]] for k in held_keys})) for row in rows]
+
+    def claim_held(self, send_id: str, to_state: str, intent: Intent | None = None,
+                   drafts: Sequence[EntryDraft] = ()) -> bool:
+        """Move a held send on (submitting, cancelled, failed…) once, whichever replica or click asks first;
+        the intent (a submission) and the ledger entries are written only by the winner, in the same
+        transaction."""
+        now = self.clock.now()
+        with self.writing() as conn:
+            won = bool(conn.execute(_SENDS.update().where(_SENDS.c.id == send_id, _SENDS.c.state == HELD)
+                                    .values(state=to_state, updated_at=now)).rowcount)
+            if not won:
+                return False
+            if intent is not None:
+                conn.execute(_INTENTS.insert(), _values(intent, _INTENTS))
+                conn.execute(_HELD.update().where(_HELD.c.send_id == send_id)
+                             .values(intent_id=intent.id, updated_at=now))
+            for draft in drafts:
+                append_row(conn, draft, now)
+            return True
+
+    def reschedule_held(self, send_id: str, send_at: datetime, submit_at: datetime | None,
+                        draft: EntryDraft) -> bool:
+        """A new send time for a send still held (nothing at the provider to change); False once it was
+        submitted, cancelled or is being submitted."""
+        now = self.clock.now()
+        with self.writing() as conn:
+            won = bool(conn.execute(_SENDS.update().where(_SENDS.c.id == send_id, _SENDS.c.state == HELD)
+                                    .values(send_at=send_at, updated_at=now)).rowcount)
+            if won:
+                conn.execute(_HELD.update().where(_HELD.c.send_id == send_id)
+                             .values(submit_at=submit_at, updated_at=now))
+                append_row(conn, draft, now)
+            return won
+
+    def release_held(self, send_id: str, submit_at: datetime, draft: EntryDraft | None = None) -> bool:
+        """Make an approved hold due for submission, once: of several approvals meeting the quorum at the
+        same moment only one releases it (and writes `draft`); False for the others."""
+        now = self.clock.now()
+        with self.writing() as conn:
+            held = sa_select(_SENDS.c.id).where(_SENDS.c.id == send_id, _SENDS.c.state == HELD)
+            won = bool(conn.execute(_HELD.update().where(_HELD.c.send_id == send_id, _HELD.c.submit_at.is_(None),
+                                                         _HELD.c.send_id.in_(held))
+                                    .values(submit_at=submit_at, updated_at=now)).rowcount)
+            if won and draft is not None:
+                append_row(conn, draft, now)
+            return won
+
+    def add_held_approval(self, send_id: str, user: str, draft: EntryDraft) -> bool:
+        """One person's approval, recorded once (a repeated click by the same person adds nothing)."""
+        now = self.clock.now()
+        try:
+            with self.writing() as conn:
+                if conn.execute(sa_select(_SENDS.c.id).where(_SENDS.c.id == send_id,
+                                                             _SENDS.c.state == HELD)).first() is None:
+                    return False
+                conn.execute(_HELD_APPROVALS.insert(), {"send_id": send_id, "user_id": user, "at": now})
+                append_row(conn, draft, now)
+                return True
+        except IntegrityError:
+            return False
+
+    def held_approvers(self, send_id: str) -> list[str]:
+        with self.reader.connect() as conn:
+            rows = conn.execute(sa_select(_HELD_APPROVALS.c.user_id).where(_HELD_APPROVALS.c.send_id == send_id)
+                                .order_by(_HELD_APPROVALS.c.at))
+            return [row[0] for row in rows]
+
+    def expired_approval_holds(self, now: datetime, limit: int = 100) -> list[TrackedSend]:
+        stmt = (sa_select(_SENDS).join(_HELD, _HELD.c.send_id == _SENDS.c.id)
+                .where(_SENDS.c.state == HELD, _HELD.c.submit_at.is_(None), _HELD.c.expires_at <= now).limit(limit))
+        with self.reader.connect() as conn:
+            return [_send(row) for row in conn.execute(stmt)]
+
+    def settle_submitted_held(self) -> int:
+        """Held sends left `submitting` by a crash whose intent reconciliation has since closed: they were
+        handed to the provider (the outcome is the intent's ledger entry)."""
+        with self.writing() as conn:
+            finished = sa_select(_INTENTS.c.id).where(_INTENTS.c.finished_at.is_not(None))
+            ids = sa_select(_HELD.c.send_id).where(_HELD.c.intent_id.in_(finished))
+            return int(conn.execute(_SENDS.update().where(_SENDS.c.state == "submitting", _SENDS.c.id.in_(ids))
+                                    .values(state="submitted", updated_at=self.clock.now())).rowcount)
+
+    def approvers_in_ledger(self, target: str, marker: str) -> list[str]:
+        """Who recorded an approval of one `/sms send` request under the approval rules: the actors of
+        `approved` entries on `target` whose detail starts with `marker` (the request's id), in order. The
+        ledger is the record; the final send is still claimed once (claim_approval)."""
+        with self.session() as session:
+            stmt = (select(LedgerEntry.actor).where(LedgerEntry.target == target, LedgerEntry.action == "approved",
+                                                    col(LedgerEntry.detail).startswith(marker, autoescape=True))
+                    .order_by(col(LedgerEntry.seq)))
+            return list(dict.fromkeys(session.exec(stmt)))

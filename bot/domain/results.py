@@ -31,6 +31,7 @@ class CardKind(StrEnum):
     APPROVAL = "approval"  # a request to send now, with Approve and Cancel
     REMINDER = "reminder"  # a send is coming up, with Cancel while it may be cancelled
     CLOSED = "closed"  # what happened; no buttons
+    HOLD = "hold"  # a send held by the bot until approved by the rules file, with Approve and Reject
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Card:
     outcome: str | None = None
     cancel_blocked: str | None = None  # why Cancel is not offered (e.g. the Telnyx guard)
     mention_owner: bool = False
+    approval_note: str | None = None  # HOLD: the rule(s) and approvals needed, for the confirm dialog
 
 
 def inert(text: str) -> str:

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     reconcile_after: timedelta = timedelta(minutes=2)  # an open intent older than this is reconciled
     # how often a replica looks at the shared job store for reminders another replica planned
     reminder_poll_seconds: float = Field(default=5.0, ge=0.2, le=3600)
+    # how often each replica hands held sends that are due to their provider (bot/operations/held.py)
+    held_poll_seconds: float = Field(default=30.0, ge=0.2, le=3600)
+    # the approval rules file (TOML, bot/domain/approval_rules.py); unset: no rules
+    sms_policy_file: str | None = None
 
     sms_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     sms_auditors: Annotated[frozenset[str], NoDecode] = frozenset()

@@ -53,17 +53,24 @@ async def request_send(services: Services, who: Invoker, ref: TargetRef, overrid
         id=new_id(), send_id=send.id, requested_by=who.user, team=who.team, channel=who.channel,
         state=ApprovalState.PENDING, expires_at=now + services.settings.approval_ttl, created_at=now,
     )
+    from bot.operations.held_approval import send_needs  # SMS_POLICY_FILE's rules, when a file is set
+
+    rules = send_needs(services, send)
     draft = who.draft(Action.APPROVAL_REQUESTED, Outcome.OK, provider=found.provider_name, target=found.target,
-                      detail=f"{send.recipient_count} recipient(s); expires {when(approval.expires_at)}")
+                      detail=f"{send.recipient_count} recipient(s); expires {when(approval.expires_at)}"
+                             + (f"; {rules}" if rules else ""))
     await services.db(services.store.add_approval, approval, send if found.send is None else None, draft)
     channel = services.settings.sms_channel or who.channel
     if channel:
-        ts = await services.notifier.post_card(channel, approval_card(send, approval))
+        card = approval_card(send, approval)
+        if rules:
+            card.outcome = f"Approval rules: {rules}."
+        ts = await services.notifier.post_card(channel, card)
         if ts:
             await services.db(services.store.set_approval_message, approval.id, channel, ts)
     where = f" in <#{channel}>" if channel and channel != who.channel else ""
     return Reply(Tone.OK, f"Asked for approval to send Solapi `{found.target}` "
-                          f"({send.recipient_count} recipient(s)){where}.")
+                          f"({send.recipient_count} recipient(s)){where}." + (f" {rules}." if rules else ""))
 
 
 def approval_card(send: TrackedSend, approval: Approval, outcome: str | None = None) -> Card:
@@ -96,9 +103,14 @@ async def decide(services: Services, who: Invoker, approval_id: str, approve: bo
         return Reply(Tone.REFUSED, f"This request expired at {when(approval.expires_at)}; ask again with "
                                    f"`/sms send {send.target}`.")
     verb = "approve" if approve else "cancel"
+    from bot.operations.held_approval import send_gate  # SMS_POLICY_FILE's rules, when a file is set
+
+    by_rules = await send_gate(services, who, approval.id, approval.requested_by, send) if approve else False
+    if isinstance(by_rules, Reply):
+        return by_rules
     decision = (services.permissions.may_approve(who.user, approval.requested_by) if approve
                 else services.permissions.may_cancel(who.user, approval.requested_by))
-    if not decision.allowed:
+    if not decision.allowed and not by_rules:  # the rules' approvers, when rules apply
         await services.db(services.store.record, who.draft(
             Action.REFUSED, Outcome.REFUSED, provider=send.provider, target=send.target,
             detail=f"{verb} refused: {decision.reason}"))

@@ -14,7 +14,7 @@ async def cancel_batch(services: Services, who: Invoker, batch_id: str) -> Reply
     sends = await services.db(services.store.batch, batch_id)
     if not sends:
         return Reply(Tone.ERROR, "This button's send is not in the ledger; nothing was done.")
-    waiting = [s for s in sends if s.state in ("scheduled", "pending")]
+    waiting = [s for s in sends if s.state in ("scheduled", "pending", "held")]
     if not waiting:
         return Reply(Tone.INFO, await already(services, sends[0]))
     results = [await cancel_one(services, who, TargetRef(s.target, ProviderName(s.provider), explicit=True))

@@ -18,13 +18,14 @@ from bot.operations.common import (
     resolve,
     when,
 )
+from bot.operations.held import cancel_held, is_held
 from bot.operations.services import Services
 from bot.providers.base import ErrorKind, MessageState, ProviderError, ProviderName, SendState
 from bot.providers.registry import display
 from db.models import Action, Intent, Outcome, TrackedSend
 from db.store import CANCELLING, new_id
 
-CANCELLABLE = ("scheduled", "pending")
+CANCELLABLE = ("scheduled", "pending", "held")  # held: cancelled in the bot (bot/operations/held.py)
 
 
 @dataclass
@@ -72,6 +73,10 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
 
     if send is not None and send.state not in CANCELLABLE:
         return CancelResult(target, name, Tone.INFO, await already(services, send))
+    if is_held(send):  # kept by the bot: nothing at the provider to cancel
+        assert send is not None
+        tone, text = await cancel_held(services, who, send)
+        return CancelResult(target, name, tone, text)
 
     if name is ProviderName.TELNYX:
         send_at = send.send_at if send is not None and send.send_at is not None else None
@@ -90,7 +95,7 @@ async def cancel_resolved(services: Services, who: Invoker, found: Resolved) -> 
                     team=who.team, channel=who.channel, started_at=services.now())
     if send is None:
         await services.db(services.store.open_intent, intent)
-    elif not await services.db(services.store.claim_send, send.id, CANCELLABLE, CANCELLING, intent):
+    elif not await services.db(services.store.claim_send, send.id, ("scheduled", "pending"), CANCELLING, intent):
         # the claim and the intent are one transaction: a crash cannot leave a send stuck "cancelling"
         fresh = await services.db(services.store.get_send, send.id)
         return CancelResult(target, name, Tone.INFO, await already(services, fresh or send))

@@ -39,8 +39,12 @@ async def schedule(services: Services, who: Invoker, cmd: commands.Schedule) -> 
         provider = provider_for(services, name)
     except Stop as stop:
         return stop.reply
+    from bot.domain.held_window import beyond_window  # held builds on this module's helpers
+    from bot.operations import held_approval
+
+    beyond = beyond_window(name, cmd.send_at, services.now())
     window = policy.schedule_window(name, cmd.send_at, services.now())
-    if not window.allowed:
+    if not window.allowed and not beyond:
         await services.db(services.store.record, who.draft(
             Action.REFUSED, Outcome.REFUSED, provider=name, detail=f"schedule refused: {window.reason}"))
         return Reply(Tone.REFUSED, f"Not scheduled: {window.reason}.")
@@ -48,6 +52,13 @@ async def schedule(services: Services, who: Invoker, cmd: commands.Schedule) -> 
                                      cmd.override)
     if refusal is not None:
         return refusal.reply("Not scheduled")
+    held_for_approval = await held_approval.schedule_hold(services, who, cmd)  # SMS_POLICY_FILE's rules
+    if held_for_approval is not None:
+        return held_for_approval
+    if beyond:
+        from bot.operations.held import hold_beyond_window
+
+        return await hold_beyond_window(services, who, cmd)
 
     intent = Intent(id=new_id(), operation="schedule", provider=name, actor=who.user, team=who.team,
                     channel=who.channel, payload=f"{len(cmd.to)} recipients at {cmd.send_at.isoformat()}",

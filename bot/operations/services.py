@@ -55,6 +55,8 @@ class Services:
     notifier: Notifier = field(default_factory=NullNotifier)
     reminders: ReminderPlanner = field(default_factory=NoReminders)
     tz_of: Callable[[str], Any] | None = None  # async (user id) -> IANA zone name, set by the Slack layer
+    # async (@handle) -> the user group's member ids now, set by the Slack layer (approval rules)
+    group_members: Callable[[str], Any] | None = None
     webhooks: LoopSession = field(default_factory=webhook_sessions)
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from bot.domain.ids import TargetRef
 from bot.domain.results import Reply, Tone
 from bot.operations.common import Invoker, Stop, describe_error, resolve, when
+from bot.operations.held import HELD_PREFIX, held_status
 from bot.operations.services import Services
 from bot.providers.base import ProviderError
 from bot.providers.registry import CREDENTIALS, display
@@ -20,6 +21,8 @@ async def status(services: Services, who: Invoker, ref: TargetRef) -> Reply:
         found = await resolve(services, ref)
     except Stop as stop:
         return stop.reply
+    if found.send is not None and found.send.target.startswith(HELD_PREFIX):  # the provider knows nothing of it
+        return held_status(found.send, await services.db(services.store.get_held, found.send.id))
     try:
         state = await found.provider.status(found.target)
     except ProviderError as error:

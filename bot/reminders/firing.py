@@ -151,6 +151,8 @@ class Firing(Planner):
         limit = asyncio.Semaphore(CHECK_CONCURRENCY)
 
         async def one(send: TrackedSend) -> _Seen:
+            if send.state == "held":  # kept by the bot (beyond the window, or awaiting approval): the ledger knows
+                return _Seen(send)
             provider = self.services.providers.get(ProviderName(send.provider))
             if provider is None:
                 return _Seen(send, error=f"{display(send.provider)} is not configured here")

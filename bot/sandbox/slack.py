@@ -60,6 +60,7 @@ class FakeSlack:
         self.modals: dict[str, dict[str, Any]] = {}  # open modals by view id, as Slack holds them now
         self.modal_user: dict[str, str] = {}
         self.view_errors: dict[str, dict[str, str]] = {}  # the last `response_action: errors` per view
+        self.usergroups: dict[str, dict[str, Any]] = {}  # id -> usergroups.list's object (+ "users")
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self._response_uses: dict[str, int] = {}
@@ -176,6 +177,27 @@ class FakeSlack:
         if args.get("hash") and args["hash"] != current["hash"]:
             return {"ok": False, "error": "hash_conflict"}
         return {"ok": True, "view": self._replace_modal(view_id, args["view"])}
+    # --- workspace state tests set ----------------------------------------------------------
+    def set_usergroup(self, handle: str, users: list[str]) -> str:
+        """Create the user group `@handle`, or change its members (as an admin would in Slack); its id."""
+        handle = handle.lstrip("@")
+        with self._lock:
+            for group_id, group in self.usergroups.items():
+                if group["handle"] == handle:
+                    group["users"], group["user_count"] = list(users), len(users)
+                    group["date_update"] = int(time.time())
+                    return group_id
+            group_id = f"S{len(self.usergroups) + 1:08d}"
+            now = int(time.time())
+            self.usergroups[group_id] = {
+                "id": group_id, "team_id": TEAM_ID, "is_usergroup": True, "is_subteam": True,
+                "name": handle.replace("-", " ").title(), "description": "", "handle": handle,
+                "is_external": False, "date_create": now, "date_update": now, "date_delete": 0,
+                "auto_type": None, "auto_provision": False, "enterprise_subteam_id": "", "created_by": "U0ADMIN01",
+                "updated_by": "U0ADMIN01", "deleted_by": None, "prefs": {"channels": [], "groups": []},
+                "users": list(users), "user_count": len(users), "channel_count": 0,
+            }
+            return group_id
 
     # --- queries for tests -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[SlackCall]:
@@ -260,6 +282,28 @@ class FakeSlack:
         user = args.get("user", "")
         tz = self.user_tz.get(user, "UTC")
         return {"ok": True, "user": {"id": user, "name": user.lower(), "tz": tz, "tz_label": tz}}
+
+    def _m_usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's shape: `users` only with include_users; `user_count` only with include_count."""
+        include_users = str(args.get("include_users", "")).lower() in ("1", "true")
+        include_count = str(args.get("include_count", "")).lower() in ("1", "true")
+        with self._lock:
+            groups = []
+            for group in self.usergroups.values():
+                shown = {k: v for k, v in group.items() if k not in ("users", "user_count")}
+                if include_users:
+                    shown["users"] = list(group["users"])
+                if include_count:
+                    shown["user_count"] = group["user_count"]
+                groups.append(shown)
+        return {"ok": True, "usergroups": groups}
+
+    def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            group = self.usergroups.get(str(args.get("usergroup", "")))
+            if group is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(group["users"])}
 
     def _m_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

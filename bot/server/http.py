@@ -69,7 +69,8 @@ def build_asgi(
             return JSONResponse({"error": "invalid request"}, status_code=401)
         content_type = request.headers.get("content-type", "")
         settings = services.settings
-        said = front(body, content_type, services.now(), settings.default_tz, settings.default_region)
+        said = front(body, content_type, services.now(), settings.default_tz, settings.default_region,
+                     lambda user: (services.permissions.is_admin(user), services.permissions.may_read_all_audit(user)))
         if said.in_line or inbox is None:
             return await _in_line(app, services, request, body)
         if not said.queue:  # /sms help or a usage error: the ack is the whole answer

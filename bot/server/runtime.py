@@ -23,6 +23,7 @@ from bot.server.inbox import Inbox
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from bot.slack.tz import TimeZones
+from bot.slack.usergroups import UserGroups
 from db.engine import make_engine
 from db.migrate import upgrade
 
@@ -54,6 +55,7 @@ class Runtime:
             notifier=SlackNotifier(self.client),
         )
         self.services.tz_of = TimeZones(self.client).get
+        self.services.group_members = UserGroups(self.client, self.services.now).members
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
         self.signing_secret = secret
         previous = settings.slack_signing_secret_previous
@@ -73,6 +75,7 @@ class Runtime:
             self.services.reminders = self.reminders
         self._janitor: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._held: asyncio.Task[None] | None = None
 
     def migrate(self) -> None:
         upgrade(self.settings.database_url)
@@ -92,6 +95,7 @@ class Runtime:
         self.inbox.start()
         self._janitor = asyncio.create_task(self._forget_old_requests())
         self._reconciler = asyncio.create_task(self._reconcile_periodically())
+        self._held = asyncio.create_task(self._submit_held_periodically())
         log.info("bot started", extra={"providers": sorted(self.services.providers)})
 
     async def stop(self) -> None:
@@ -100,6 +104,8 @@ class Runtime:
         if self._reconciler is not None:
             self._reconciler.cancel()
         await self.inbox.stop()
+        if self._held is not None:
+            self._held.cancel()
         if self.reminders is not None:
             self.reminders.shutdown()
         await self.services.aclose()
@@ -136,6 +142,21 @@ class Runtime:
                                 request_min_age=timedelta(minutes=30))
             except Exception:
                 log.exception("periodic reconciliation failed")
+
+    async def _submit_held_periodically(self) -> None:
+        """Held sends that are due go to their provider; every replica runs this, and the conditional claim
+        in bot/operations/held.py lets exactly one of them make the call. The first pass is at start, so
+        sends that fell due while no replica ran go out at once."""
+        from bot.operations.held import submit_due
+        from bot.operations.held_approval import expire_due
+
+        while True:
+            try:
+                await expire_due(self.services)  # first: an expired approval hold is never submitted
+                await submit_due(self.services)
+            except Exception:
+                log.exception("submitting held sends failed")
+            await asyncio.sleep(self.settings.held_poll_seconds)
 
     async def _forget_old_requests(self) -> None:
         while True:

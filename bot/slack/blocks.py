@@ -157,6 +157,18 @@ def _buttons(card: Card) -> list[Block]:
              "confirm": _confirm("Cancel this request?", "Nothing will be sent; the group stays as it is.",
                                  "Cancel request")},
         ]
+    if card.kind is CardKind.HOLD:  # held by the bot until the rules file's approvers approve it
+        note = card.approval_note or "the approval rules"
+        return [
+            {"type": "button", "action_id": ActionId.APPROVE, "text": _plain("Approve"), "style": "primary",
+             "value": card.record_id,
+             "confirm": _confirm("Approve this SMS?", f"Your approval counts toward {note}. The {what} is handed "
+                                 "to the provider once every rule has its approvals.", "Approve", "Not yet",
+                                 danger=False)},
+            {"type": "button", "action_id": ActionId.REJECT, "text": _plain("Reject"), "style": "danger",
+             "value": card.record_id,
+             "confirm": _confirm("Reject this SMS?", f"The {what} is closed and never sent.", "Reject it")},
+        ]
     if card.cancel_blocked:
         return []
     change = {"type": "button", "action_id": ActionId.RESCHEDULE, "text": _plain("Change time"),

@@ -8,6 +8,7 @@ time zone, which is not looked up in front of an ack."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,18 +56,22 @@ def read_form(body: bytes, content_type: str) -> dict[str, Any]:
     return form
 
 
-def front(body: bytes, content_type: str, now: datetime, default_tz: str, default_region: str | None) -> Front:
+def front(body: bytes, content_type: str, now: datetime, default_tz: str, default_region: str | None,
+          roles: Callable[[str], tuple[bool, bool]] = lambda _user: (True, True)) -> Front:
+    """`roles(user)` → (admin, auditor), from the settings (no I/O): `/sms help` shows only what the
+    invoker may do."""
     form = read_form(body, content_type)
     kind = str(form.get("type") or "")
     if "command" in form:
-        return _command_front(form, now, default_tz, default_region)
+        return _command_front(form, now, default_tz, default_region, roles)
     if kind in IN_LINE_TYPES or not form:
         return Front(kind=kind or "other", queue=False, in_line=True)
     return Front(kind="event" if kind == "event_callback" else "action", queue=True,
                  response_url=form.get("response_url") or None)
 
 
-def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default_region: str | None) -> Front:
+def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default_region: str | None,
+                   roles: Callable[[str], tuple[bool, bool]]) -> Front:
     text = str(form.get("text") or "")
     where: dict[str, Any] = {"response_url": form.get("response_url") or None}
     try:
@@ -83,8 +88,10 @@ def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default
     except Exception:  # a parser bug: let the worker meet it and apologise with the request id
         return Front(kind="command", queue=True, answer=_ephemeral("⏳ Working on it…"), **where)
     if isinstance(parsed, commands.Help):
+        admin, auditor = roles(str(form.get("user_id") or ""))
         return Front(kind="command", queue=False,
-                     answer=_ephemeral("/sms commands", help_blocks(parsed.verb, now)), **where)
+                     answer=_ephemeral("/sms commands", help_blocks(parsed.verb, now, admin=admin, auditor=auditor)),
+                     **where)
     ack = ("⏳ Finding your upcoming sends…" if isinstance(parsed, commands.CancelMine) else progress_text(parsed))
     return Front(kind="command", queue=True, answer=_ephemeral(ack), **where)
 

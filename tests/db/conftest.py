@@ -29,7 +29,8 @@ from tests.support import pg
 def pg_admin_url() -> str:
     return pg.admin_url().replace("postgresql://", "postgresql+psycopg://", 1)
 
-TABLES = ("approvals", "tracked_sends", "intents", "reminder_claims", "seen_requests", "ledger_entries")
+TABLES = ("held_approvals", "held_sends", "approvals", "tracked_sends", "intents", "reminder_claims", "seen_requests",
+          "ledger_entries")
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 

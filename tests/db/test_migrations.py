@@ -17,7 +17,7 @@ from db.migrate import MIGRATIONS_DIR, alembic_config, current_revision, head_re
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"ledger_entries", "tracked_sends", "approvals", "intents", "reminder_claims", "seen_requests",
-              "slack_names", "opt_outs", "slack_inbox"}
+              "slack_names", "opt_outs", "slack_inbox", "held_sends", "held_approvals"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,10 +40,10 @@ def tables(url: str) -> set[str]:
 def test_upgrade_creates_every_table_and_is_idempotent(fresh_url: str) -> None:
     assert current_revision(fresh_url) is None
     upgrade(fresh_url)
-    assert current_revision(fresh_url) == head_revision() == "0004"
+    assert current_revision(fresh_url) == head_revision() == "0005"
     assert tables(fresh_url) == OUR_TABLES | {"alembic_version"}
     upgrade(fresh_url)  # nothing to do
-    assert current_revision(fresh_url) == "0004"
+    assert current_revision(fresh_url) == "0005"
 
 
 def test_models_and_migrated_schema_agree(fresh_url: str) -> None:

@@ -35,6 +35,8 @@ NEEDS: dict[str, set[str]] = {
     "chat.scheduleMessage": {"chat:write"},
     "users.info": {"users:read"},
     "users.lookupByEmail": {"users:read.email"},
+    "usergroups.list": {"usergroups:read"},
+    "usergroups.users.list": {"usergroups:read"},
     "views.publish": set(),
     "views.open": set(),
     "views.update": set(),

@@ -99,3 +99,28 @@ def test_delete_pending_group_and_refuse_scheduled(bot, solapi):
     text = reply_text(bot.final_reply(token))
     assert "NotOperationalStatus" in text and "must be cancelled instead" in text
     assert [(e.action, e.outcome) for e in ledger(bot)] == [("deleted", "ok"), ("failed", "error")]
+
+
+def test_with_a_rules_file_a_solapi_send_needs_the_rules_quorum(make_bot, solapi, tmp_path):
+    """SMS_POLICY_FILE applies to `/sms send` too: a matching rule's quorum replaces the single approval."""
+    rules = tmp_path / "sms-policy.toml"
+    rules.write_text('[[rule]]\nname = "solapi groups"\nproviders = ["solapi"]\nactions = ["send"]\n'
+                     'approvers = ["@sms-leads"]\nquorum = 2\n', encoding="utf-8")
+    bot = make_bot(sms_policy_file=str(rules))
+    bot.slack.set_usergroup("sms-leads", ["U0BOB0001", "U0CAROL01"])
+    group_id, card, named = request_approval(bot, solapi)
+    assert "“solapi groups” needs 2 approval(s) from @sms-leads" in reply_text({"blocks": card.blocks})
+    approve = named[ActionId.APPROVE]
+
+    def click(user):
+        _, token = bot.click(approve["action_id"], approve["value"], user=user, message_ts=card.ts)
+        return reply_text(bot.final_reply(token))
+
+    assert "is not among its approvers" in click("U0ERIN001")
+    assert "Still needed" in click("U0BOB0001") and "1 of 2" in click("U0BOB0001")
+    assert solapi.calls("POST", "/send") == 0
+    assert "Sent Solapi" in click("U0CAROL01")
+    assert solapi.calls("POST", "/send") == 1 and solapi.group(group_id)["status"] in ("SENDING", "COMPLETE")
+    actions = [(e.action, e.actor) for e in ledger(bot)]
+    assert ("refused", "U0ERIN001") in actions and actions.count(("approved", "U0BOB0001")) == 1
+    assert actions[-1] == ("sent", "U0CAROL01")

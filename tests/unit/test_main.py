@@ -91,3 +91,19 @@ def test_no_warning_about_an_unused_token_on_start(
     logs.setup("INFO", settings.secrets())
     Runtime(settings, providers={}, run_reminders=False)  # builds the Slack app, as every start does
     assert "token" not in capsys.readouterr().err
+
+
+def test_an_invalid_approval_rules_file_stops_the_bot_with_the_file_line_and_reason(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "large sends"\napprovers = ["@sms-leads"]\nquorum = 0\n', encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-test-token-1234", "SLACK_SIGNING_SECRET": "s",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'smsops.db'}", "SMS_POLICY_FILE": str(rules)}
+    done = subprocess.run([sys.executable, "-m", "bot"], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stderr == f"smsops: SMS_POLICY_FILE: {rules}, line 4: rule 1: `quorum` must be a whole number ≥ 1\n"
+    assert not (tmp_path / "smsops.db").exists()  # stopped before anything started
+    rules.unlink()
+    done = subprocess.run([sys.executable, "-m", "bot"], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 3 and done.stderr.startswith(f"smsops: SMS_POLICY_FILE: {rules}: cannot be read (")

@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.results import Reply, Tone
 from bot.infra.metrics import ACK_SECONDS, CLICKS
-from bot.operations import approval, listing
+from bot.operations import approval, held_approval, listing
 from bot.operations.batch import cancel_batch
 from bot.operations.bulk import cancel_mine, mine_from_button
 from bot.operations.services import Services
@@ -72,7 +72,11 @@ def register(app: AsyncApp, services: Services) -> None:
         ACK_SECONDS.labels(kind="action").observe(time.perf_counter() - started)
 
         async def work() -> None:
-            reply = await approval.decide(services, who, str(action.get("value", "")), approve)
+            value = str(action.get("value", ""))
+            if value.startswith(held_approval.HOLD_VALUE):  # a send held by the bot under the approval rules
+                reply = await held_approval.decide(services, who, value, approve)
+            else:
+                reply = await approval.decide(services, who, value, approve)
             CLICKS.labels(action="approve" if approve else "reject", outcome=reply.tone.value).inc()
             await answer(respond, reply)
 
