@@ -35,7 +35,7 @@ class QueueingSocketModeHandler(AsyncSocketModeHandler):
         self.services = services
         self.inbox = inbox
 
-    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         payload: dict[str, Any] = req.payload if isinstance(req.payload, dict) else {}
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         settings = self.services.settings
