@@ -201,7 +201,10 @@ def free_port() -> int:
 class Bot:
     """`python -m bot` in HTTP mode on 127.0.0.1, with its settings from the environment."""
 
-    def __init__(self, workdir: Path, database_url: str, fakes: dict[str, Any], **extra: str) -> None:
+    def __init__(self, workdir: Path, database_url: str, fakes: dict[str, Any], *, workers: int = 0,
+                 worker_tasks: int | None = None, **extra: str) -> None:
+        """`workers`: that many `python -m bot worker` processes beside it on the same database; the HTTP
+        process then only acks (INBOX_WORKERS=0 unless `extra` says otherwise)."""
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TELNYX_", "SOLAPI_",
                                                                          "HIGHLEVEL_", "SMS_", "REMINDER_"))}
@@ -215,6 +218,8 @@ class Bot:
             "HIGHLEVEL_LOCATION_ID": fakes["highlevel_location"],
             "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),
         })
+        if workers:
+            env["INBOX_WORKERS"] = "0"
         env.update(extra)
         self.log = open(workdir / f"bot-{self.port}.log", "wb")
         # cwd: a directory without a .env, so a developer's own settings do not leak in
@@ -224,10 +229,23 @@ class Bot:
         self.proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.worker_env = {k: v for k, v in env.items() if k != "INBOX_WORKERS"}
+        self.worker_command = [PYTHON, "-m", "bot", "worker"] + (
+            ["--tasks", str(worker_tasks)] if worker_tasks else [])
+        self.workdir = workdir
+        self.worker_count = workers
+        self.workers: list[tuple[subprocess.Popen[bytes], Any]] = []
 
     def start(self) -> Bot:
         try:
-            wait_http(f"{self.url}/healthz", proc=self.proc)
+            wait_http(f"{self.url}/healthz", proc=self.proc)  # migrations ran: the workers need not race them
+            for n in range(self.worker_count):
+                log = open(self.workdir / f"worker-{self.port}-{n}.log", "wb")
+                proc = subprocess.Popen(self.worker_command, cwd=self.workdir, env=self.worker_env, stdout=log,
+                                        stderr=subprocess.STDOUT)
+                self.workers.append((proc, log))
+            for proc, log in self.workers:
+                _wait_log(Path(log.name), b'"worker started"', proc)
         except RuntimeError:
             self.stop()
             print(Path(self.log.name).read_text(errors="replace")[-3000:], file=sys.stderr)
@@ -238,15 +256,36 @@ class Bot:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The HTTP process and its worker processes: the bot's CPU is theirs together."""
+        return [self.proc.pid, *(proc.pid for proc, _ in self.workers)]
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+        for proc in [self.proc, *(p for p, _ in self.workers)]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in [self.proc, *(p for p, _ in self.workers)]:
             try:
-                self.proc.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         self.log.close()
+        for _, log in self.workers:
+            log.close()
+
+
+def _wait_log(path: Path, needle: bytes, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in path.read_bytes():
+            return
+        if proc.poll() is not None:
+            tail = path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{tail}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args} did not start within {timeout:g}s")
 
 
 class Fakes:
@@ -378,8 +417,10 @@ def fakes_main(argv: list[str]) -> int:
         async def _response(self, request: Any) -> Any:
             token = request.path_params["token"]
             payload = json.loads(await request.body())
-            with lock:
-                answers.append((token, time.time(), str(payload.get("text", ""))[:200]))
+            said = str(payload.get("text", ""))
+            if not said.startswith("⏳"):  # "queued, N ahead" or progress: not the answer
+                with lock:
+                    answers.append((token, time.time(), said[:200]))
             return await super()._response(_Replay(request, payload))
 
     def counting(base: type) -> type:

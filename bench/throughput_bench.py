@@ -3,6 +3,14 @@
     .venv/bin/python bench/throughput_bench.py                       # 2,000 cancels on each database
     .venv/bin/python bench/throughput_bench.py --cancels 10000 --clients 50 --db sqlite
     .venv/bin/python bench/throughput_bench.py --profile none        # without py-spy
+    .venv/bin/python bench/throughput_bench.py --db postgresql --workers 1 2   # 1, then 2 `smsops worker`s
+    .venv/bin/python bench/throughput_bench.py --rate 40             # paced: 40 requests/s offered in all
+
+`--workers N …`: one run per N, the bot as its HTTP process (acks only: INBOX_WORKERS=0) beside N
+`python -m bot worker` processes on the same database (0, the default: the HTTP process's own workers).
+The bot's CPU (cores busy, CPU ms per cancel) is that of all its processes together. `--rate R`: the
+clients share R requests/s (each keeps its own schedule) instead of sending back to back, for the done
+latency below saturation.
 
 A completed cancel is the whole path: the signed request acked over HTTP, the replay check, the
 request record, the tracked send claimed, the intent opened, DELETE at the local fake Telnyx, the
@@ -55,18 +63,24 @@ from _support import (
 )
 
 
-async def drive(port: int, slack_url: str, ids: list[str], clients: int) -> dict[str, Any]:
-    """Send a cancel for every id; returns send times by response_url token, and ack latencies."""
+async def drive(port: int, slack_url: str, ids: list[str], clients: int, rate: float | None = None) -> dict[str, Any]:
+    """Send a cancel for every id; returns send times by response_url token, and ack latencies. `rate`:
+    requests/s shared by the clients (each on its own fixed schedule), else back to back."""
     queue: Iterator[str] = iter(ids)
     sent: dict[str, float] = {}
     acks: list[float] = []
     errors = 0
 
-    async def client() -> None:
+    async def client(n: int) -> None:
         nonlocal errors
         conn = Connection("127.0.0.1", port)
+        every = clients / rate if rate else 0.0
+        due = time.monotonic() + every * n / clients  # the clients' schedules interleave
         try:
             for target in queue:
+                if every:
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    due += every
                 token = uuid.uuid4().hex
                 body, headers = signed_command(f"cancel {target}", f"{slack_url}/response/{token}")
                 sent[token] = time.time()
@@ -82,7 +96,7 @@ async def drive(port: int, slack_url: str, ids: list[str], clients: int) -> dict
         finally:
             await conn.close()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(n) for n in range(clients)))
     return {"sent": sent, "acks": acks, "errors": errors}
 
 
@@ -101,16 +115,16 @@ def ledger_counts(database_url: str) -> collections.Counter[str]:
 
 
 def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: int, tmp: Path,
-            profile: str) -> tuple[list[Any], str | None]:
+            profile: str, workers: int = 0, rate: float | None = None) -> tuple[list[Any], str | None]:
     migrate(database_url)
     fakes = Fakes("--telnyx-messages", str(cancels + warmup), "--highlevel-limit", "none")
     bot: Bot | None = None
     spy: subprocess.Popen[bytes] | None = None
-    profile_file = tmp / f"profile-{name}.txt"
+    profile_file = tmp / f"profile-{name}-{workers}.txt"
     try:
         ids = fakes.info["telnyx_ids"]
         load_sends(database_url, "telnyx", ids)
-        bot = Bot(tmp, database_url, fakes.info).start()
+        bot = Bot(tmp, database_url, fakes.info, workers=workers).start()
         slack_url = fakes.info["slack_url"]
         asyncio.run(drive(bot.port, slack_url, ids[:warmup], 4))
         _wait_answers(fakes, warmup, 60)
@@ -120,14 +134,16 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
                                     "--output", str(profile_file), "--nonblocking", "--gil", "--duration", "600"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        print(f"  {name}: {cancels:,} cancels from {clients} clients…", flush=True)
-        pids = {"bot": bot.pid, "fakes": fakes.proc.pid, "load": os.getpid()}
-        cpu_before = {k: cpu_seconds(p) for k, p in pids.items()}
+        print(f"  {name}: {cancels:,} cancels from {clients} clients"
+              f"{f' at {rate:g}/s' if rate else ''}, {workers} worker process(es)…", flush=True)
+        pids = {"bot": bot.pids, "fakes": [fakes.proc.pid], "load": [os.getpid()]}
+        cpu_before = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
         wall = time.monotonic()
-        result = asyncio.run(drive(bot.port, slack_url, ids[warmup:], clients))
+        result = asyncio.run(drive(bot.port, slack_url, ids[warmup:], clients, rate))
         answers = _wait_answers(fakes, cancels, 300)
         wall = time.monotonic() - wall
-        cpu = {k: (cpu_seconds(p) - cpu_before[k]) / wall for k, p in pids.items()}
+        cpu_used = {k: sum(cpu_seconds(p) for p in ps) - cpu_before[k] for k, ps in pids.items()}
+        cpu = {k: used / wall for k, used in cpu_used.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -146,12 +162,13 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
     done = [answered[t][0] - sent[t] for t in sent if t in answered]
     ok = sum(1 for _, text in answered.values() if "Cancelled" in text)
     ledger = ledger_counts(database_url)
-    row = [name, f"{cancels:,}", clients, f"{ok / (last - first):,.0f}",
+    row = [name, workers, f"{cancels:,}", clients, f"{rate:g}" if rate else "-", f"{ok / (last - first):,.0f}",
            f"{percentile(result['acks'], 50) * 1000:.0f}", f"{percentile(result['acks'], 99) * 1000:.0f}",
            f"{percentile(done, 50) * 1000:.0f}", f"{percentile(done, 99) * 1000:.0f}",
            f"{ok:,}", f"{stats['telnyx_deletes']:,}", f"{ledger.get('cancelled', 0):,}",
            result["errors"] + (cancels - ok),
-           f"{cpu['bot']:.2f} / {cpu['fakes']:.2f} / {cpu['load']:.2f}"]
+           f"{cpu['bot']:.2f} / {cpu['fakes']:.2f} / {cpu['load']:.2f}",
+           f"{cpu_used['bot'] * 1000 / max(ok, 1):.1f}"]
     return row, str(profile_file) if profile_file.exists() else None
 
 
@@ -232,6 +249,10 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--profile", choices=["py-spy", "none"], default="py-spy")
     parser.add_argument("--keep-profile", metavar="DIR", help="copy py-spy's raw (collapsed) stacks there")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="`smsops worker` processes beside the HTTP process, one run per value (default 0)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="requests/s the clients share (default: back to back, the saturation rate)")
     options = parser.parse_args()
     profile = options.profile
     if profile == "py-spy" and not Path(_py_spy()).exists():
@@ -242,27 +263,29 @@ def main() -> int:
     rows = []
     profiles: list[tuple[str, str]] = []
     with workdir() as tmp:
-        if options.db in ("sqlite", "both"):
-            row, prof = one_run("SQLite", f"sqlite:///{tmp / 'tp.db'}", options.cancels, options.clients,
-                                options.warmup, tmp, profile)
-            rows.append(row)
-            if prof:
-                profiles.append(("SQLite", summarise_profile(prof)))
-                if options.keep_profile:
-                    shutil.copy(prof, Path(options.keep_profile) / "profile-sqlite.txt")
-        if options.db in ("postgresql", "both"):
-            with pg_database() as url:
-                row, prof = one_run("PostgreSQL", url, options.cancels, options.clients, options.warmup, tmp,
-                                    profile if options.db == "postgresql" else "none")
+        for n, workers in enumerate(options.workers):
+            if options.db in ("sqlite", "both"):
+                row, prof = one_run("SQLite", f"sqlite:///{tmp / f'tp-{n}.db'}", options.cancels, options.clients,
+                                    options.warmup, tmp, profile if n == 0 else "none", workers, options.rate)
                 rows.append(row)
                 if prof:
-                    profiles.append(("PostgreSQL", summarise_profile(prof)))
+                    profiles.append(("SQLite", summarise_profile(prof)))
                     if options.keep_profile:
-                        shutil.copy(prof, Path(options.keep_profile) / "profile-postgresql.txt")
+                        shutil.copy(prof, Path(options.keep_profile) / "profile-sqlite.txt")
+            if options.db in ("postgresql", "both"):
+                with pg_database() as url:
+                    row, prof = one_run("PostgreSQL", url, options.cancels, options.clients, options.warmup, tmp,
+                                        profile if options.db == "postgresql" and n == 0 else "none", workers,
+                                        options.rate)
+                    rows.append(row)
+                    if prof:
+                        profiles.append(("PostgreSQL", summarise_profile(prof)))
+                        if options.keep_profile:
+                            shutil.copy(prof, Path(options.keep_profile) / "profile-postgresql.txt")
     print()
-    print(table(["database", "cancels", "clients", "cancels/s", "ack p50 ms", "ack p99 ms", "done p50 ms",
-                 "done p99 ms", "answered ok", "DELETEs", "ledger cancelled", "errors",
-                 "cores busy: bot / fakes / load"], rows))
+    print(table(["database", "worker procs", "cancels", "clients", "offered/s", "cancels/s", "ack p50 ms",
+                 "ack p99 ms", "done p50 ms", "done p99 ms", "answered ok", "DELETEs", "ledger cancelled", "errors",
+                 "cores busy: bot / fakes / load", "bot CPU ms/cancel"], rows))
     for name, text in profiles:
         print(f"\nprofile, {name} run (py-spy, 200 Hz):\n{text}")
     return 0

@@ -192,10 +192,10 @@ def worker(settings: Settings, rest: list[str]) -> int:
 
 async def _socket_mode(runtime: object, settings: Settings) -> None:
     import uvicorn
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.server.http import build_asgi
     from bot.server.runtime import Runtime
+    from bot.server.socket_mode import QueueingSocketModeHandler
 
     assert isinstance(runtime, Runtime)
     assert settings.slack_app_token is not None
@@ -209,7 +209,9 @@ async def _socket_mode(runtime: object, settings: Settings) -> None:
     server = uvicorn.Server(uvicorn.Config(side, host=settings.host, port=settings.port, log_config=None,
                                            access_log=False))
     await runtime.start()
-    handler = AsyncSocketModeHandler(runtime.app, settings.slack_app_token.get_secret_value())
+    # each envelope is acked after one durable write; the inbox's workers (here and in any `smsops worker`) do the work
+    handler = QueueingSocketModeHandler(runtime.app, settings.slack_app_token.get_secret_value(),
+                                        runtime.services, runtime.inbox)
     try:
         await handler.connect_async()
         logging.getLogger("bot").info("Socket Mode connected")

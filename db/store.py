@@ -355,6 +355,13 @@ class Store:
                 stmt = stmt.where(col(Intent.started_at) <= started_before)
             return list(session.exec(stmt.order_by(col(Intent.started_at))))
 
+    def intents_started_since(self, actor: str, since: datetime) -> list[Intent]:
+        """An actor's intents, open or closed, started at or after `since` (an interrupted request's
+        provider calls may have been closed by reconciliation before its retake looks)."""
+        with self.session() as session:
+            stmt = select(Intent).where(Intent.actor == actor, col(Intent.started_at) >= since)
+            return list(session.exec(stmt.order_by(col(Intent.started_at))))
+
     # --- reminders ---------------------------------------------------------------------------
     def claim_reminder(self, send_id: str, lead_seconds: int, status: str,
                        draft: EntryDraft | None = None) -> bool:

@@ -125,9 +125,12 @@ class Inbox:
         open_intents = await self.services.db(store.open_intents)
         mine = [i for i in open_intents if i.operation == REQUEST and _request_of(i) == rid]
         actor = _actor(item)
-        in_flight = [i for i in open_intents if i.operation != REQUEST and i.actor == actor[:64]
-                     and i.started_at >= item.received_at]
-        if not recorded and not in_flight:
+        # Any provider call started for it counts, open or closed: reconciliation on start (before the
+        # workers) closes one left in flight, and the provider may have acted on it. An intent carries no
+        # request id, so the same user's other requests since this one arrived count too: the safe side.
+        called = [i for i in await self.services.db(store.intents_started_since, actor[:64], item.received_at)
+                  if i.operation != REQUEST]
+        if not recorded and not called:
             log.info("running an interrupted request again", extra={"request_id": rid, "attempt": item.attempts})
             for intent in mine:  # the new attempt opens its own record
                 await self.services.db(store.close_intent, intent.id)

@@ -320,7 +320,8 @@ def test_one_hundred_kills(tmp_path: Path, fakes: Any) -> None:
     slack, telnyx, solapi, highlevel = fakes
     gates = {"telnyx": Gate(telnyx.server), "solapi": Gate(solapi.server), "highlevel": Gate(highlevel.server)}
     url = f"sqlite:///{tmp_path / 'crash.db'}"
-    env = bot_env(slack, url, telnyx, solapi, highlevel)
+    # a short lease: a request the killed bot had taken is taken again by the restarted one within a second
+    env = bot_env(slack, url, telnyx, solapi, highlevel, INBOX_LEASE="1s")
     ledger = Ledger(url)
     rng = random.Random(SEED)
     server = ForkServer(tmp_path)
@@ -400,6 +401,10 @@ def one_run(run: int, story: Story, mode: str, twice: bool, bot: RemoteBot, gate
         fresh.kill()
         fresh = start(run + 1)
     fresh.wait_ready()
+    # the requests the killed bot acked are worked on by the restarted one's inbox (once the lease is out)
+    deadline = time.monotonic() + 20
+    while ledger.rows("SELECT COUNT(*) FROM slack_inbox WHERE state <> 'done'")[0][0] and time.monotonic() < deadline:
+        time.sleep(0.02)
     after = truth(telnyx, solapi, highlevel)
     before.update(ctx.seeded)
     entries = ledger.rows("SELECT seq, actor, action, outcome, provider, target, detail FROM ledger_entries "
