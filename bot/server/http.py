@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.infra.metrics import ACK_SECONDS, COMMANDS
 from bot.operations.services import Services
 from bot.server.inbox import Inbox
 from bot.slack.front import front, queued_note, with_queue
@@ -57,6 +58,7 @@ def build_asgi(
     verifiers = [SignatureVerifier(secret) for secret in (signing_secret, previous_signing_secret) if secret]
 
     async def events(request: Request) -> Response:
+        started = time.perf_counter()
         body = await request.body()
         signature = request.headers.get("x-slack-signature", "")
         timestamp = request.headers.get("x-slack-request-timestamp", "")
@@ -74,6 +76,9 @@ def build_asgi(
         if said.in_line or inbox is None:
             return await _in_line(app, services, request, body)
         if not said.queue:  # /sms help or a usage error: the ack is the whole answer
+            if said.counted is not None:
+                COMMANDS.labels(command=said.counted[0], outcome=said.counted[1]).inc()
+            ACK_SECONDS.labels(kind=said.kind).observe(time.perf_counter() - started)
             return JSONResponse(said.answer)
         # The one write in front of the ack: the replay check (a replayed body, or Slack's retry of the same
         # body signed anew, is queued once) and the durable request, in one insert. The work is the

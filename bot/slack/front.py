@@ -35,6 +35,7 @@ class Front:
     answer: dict[str, Any] | None = None  # the ack's JSON body (None: an empty 200)
     in_line: bool = False
     response_url: str | None = None
+    counted: tuple[str, str] | None = None  # (command, outcome) for smsops_commands_total when answered here
 
 
 def read_form(body: bytes, content_type: str) -> dict[str, Any]:
@@ -83,14 +84,17 @@ def _command_front(form: dict[str, Any], now: datetime, default_tz: str, default
         usage = f"\nUsage: `{error.usage}`" if error.usage else "\nType `/sms help` for every command."
         reply = Reply(Tone.ERROR, f"{error.message}.{usage}" if not error.message.endswith(".")
                       else f"{error.message}{usage}")
-        return Front(kind="command", queue=False,
-                     answer=_ephemeral(reply_text(reply), reply_blocks(reply)), **where)
+        return Front(kind="command", queue=False, answer=_ephemeral(reply_text(reply), reply_blocks(reply)),
+                     counted=("usage_error", "error"), **where)
     except Exception:  # a parser bug: let the worker meet it and apologise with the request id
         return Front(kind="command", queue=True, answer=_ephemeral("⏳ Working on it…"), **where)
     if isinstance(parsed, commands.Help):
         admin, auditor = roles(str(form.get("user_id") or ""))
         return Front(kind="command", queue=False,
                      answer=_ephemeral("/sms commands", help_blocks(parsed.verb, now, admin=admin, auditor=auditor)),
+                     counted=("help", "ok"), **where)
+    if isinstance(parsed, commands.Compose):  # the worker opens the modal; if it can't, it says so there
+        return Front(kind="command", queue=True, answer=_ephemeral("📝 Opening the form to schedule an SMS…"),
                      **where)
     ack = ("⏳ Finding your upcoming sends…" if isinstance(parsed, commands.CancelMine) else progress_text(parsed))
     return Front(kind="command", queue=True, answer=_ephemeral(ack), **where)
