@@ -124,6 +124,28 @@ def signed_command(text: str, response_url: str, user: str = USER, channel: str 
                            "x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
 
+def signed_click(action_id: str, value: str, response_url: str, user: str = USER, channel: str = CHANNEL,
+                 timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """A button click (`block_actions`) as Slack sends it, signed."""
+    from slack_sdk.signature import SignatureVerifier
+
+    payload = {
+        "type": "block_actions", "team": {"id": TEAM_ID, "domain": "bench"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID}, "api_app_id": "A0SMSOPS1",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": channel, "is_ephemeral": True},
+        "trigger_id": f"{secrets.randbelow(10**9)}.1.x", "channel": {"id": channel, "name": "bench"},
+        "message": {"type": "message", "ts": "1.000001", "text": ""}, "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                     "action_ts": f"{time.time():.6f}"}],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    return body.encode(), {"content-type": "application/x-www-form-urlencoded",
+                           "x-slack-request-timestamp": ts, "x-slack-signature": signature}
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection; `post` returns (status, body, seconds)."""
 

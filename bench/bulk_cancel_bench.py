@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from _support import (
     machine,
     migrate,
     pg_database,
+    signed_click,
     signed_command,
     table,
     workdir,
@@ -117,8 +120,21 @@ def run(options: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, 
         cpu_before = cpu_seconds(bot.pid)
         started = time.time()
         status, _data, ack = asyncio.run(Connection("127.0.0.1", bot.port).post("/slack/events", body, headers))
-        print(f"  acked in {ack * 1000:.0f} ms ({status}); cancelling {options.sends:,} at "
+        # `cancel all mine` lists what it would cancel and asks; the person presses "Cancel these N"
+        listing_deadline = time.monotonic() + 120
+        while not [a for a in fakes.stats()["answers"] if a[0] == token and "This would cancel" in a[2]]:
+            if time.monotonic() > listing_deadline:
+                raise SystemExit("no listing came back for `cancel all mine`")
+            time.sleep(0.2)
+        listed = time.time()
+        value = json.dumps({"s": None, "b": datetime.now(UTC).isoformat()}, separators=(",", ":"))
+        body, headers = signed_click("sms_cancel_mine", value, f"{fakes.info['slack_url']}/response/{token}")
+        status, _data, click_ack = asyncio.run(Connection("127.0.0.1", bot.port).post("/slack/events", body,
+                                                                                       headers))
+        print(f"  command acked in {ack * 1000:.0f} ms, listed in {listed - started:.1f} s, confirm acked in "
+              f"{click_ack * 1000:.0f} ms ({status}); cancelling {options.sends:,} at "
               f"{options.limit} per {options.window:g} s…", flush=True)
+        started = time.time()
         expected = options.sends / options.limit * options.window
         deadline = time.monotonic() + expected * 3 + 120
         final: tuple[str, float, str] | None = None

@@ -168,3 +168,6 @@ def test_compose_runs_replicas_on_postgresql():
     assert bot["depends_on"]["db"]["condition"] == "service_healthy"
     assert bot["deploy"]["replicas"] >= 2
     assert "command" not in bot and "entrypoint" not in bot, "replicas run the image's own command"
+    worker = services["worker"]  # optional inbox workers, on the same database
+    assert worker["command"] == ["python", "-m", "bot", "worker"] and worker["profiles"] == ["workers"]
+    assert worker["environment"]["DATABASE_URL"] == bot["environment"]["DATABASE_URL"]
