@@ -35,7 +35,12 @@ from db.models import InboxItem, Intent
 log = logging.getLogger("bot.server.inbox")
 
 RESPONSE_URL_LIFETIME = timedelta(minutes=29)  # Slack's is 30 minutes: keep a margin for the answer
-IDLE_POLL = 0.2  # seconds an idle worker waits before looking again (requests another process queued)
+# An idle worker looks again after IDLE_POLL, then twice as long each time it finds nothing, up to
+# IDLE_POLL_MAX: requests queued by another process are found within about IDLE_POLL_MAX / workers, and an
+# idle process does not hammer the database (each look is a write transaction). A request queued in this
+# process wakes one idle worker at once (`wake`).
+IDLE_POLL = 0.2
+IDLE_POLL_MAX = 2.0
 SOCKET_CONTENT_TYPE = "socket_mode"  # a Socket Mode payload, stored as its JSON
 
 
@@ -51,13 +56,14 @@ class Inbox:
         self.workers = workers
         self.lease = lease
         self.role = role
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Queue[None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.handled = 0
 
     def wake(self) -> None:
-        """A request was just queued in this process: an idle worker takes it now rather than at its poll."""
-        self._wake.set()
+        """A request was just queued in this process: one idle worker takes it now rather than at its poll."""
+        if self._wake.qsize() < max(self.workers, 1):
+            self._wake.put_nowait(None)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(taker_name(f"{self.role}{n}"))) for n in range(self.workers)]
@@ -70,6 +76,7 @@ class Inbox:
 
     async def _work(self, taker: str) -> None:
         store = self.services.store
+        idle = IDLE_POLL
         while True:
             try:
                 item = await self.services.db(store.take_request, taker, self.services.now() + self.lease)
@@ -80,12 +87,13 @@ class Inbox:
                 await asyncio.sleep(1.0)
                 continue
             if item is None:
-                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                    await asyncio.wait_for(self._wake.get(), idle)
+                    idle = IDLE_POLL
                 except TimeoutError:
-                    pass
+                    idle = min(idle * 2, IDLE_POLL_MAX)
                 continue
+            idle = IDLE_POLL
             await self.handle(item, taker)
 
     async def handle(self, item: InboxItem, taker: str) -> None:
