@@ -211,7 +211,7 @@ def test_on_postgresql_schedule_then_cancel_leaves_no_reminder_and_two_entries(
 def test_the_twilio_window_is_checked_before_any_call_with_the_rule_in_the_answer(bot, twilio):
     cases = {
         f"schedule twilio +15558675310 at {iso_in(timedelta(minutes=10))} hi":
-            "Twilio schedules 15 minutes to 35 days ahead; 9m 59s is too soon",
+            "Twilio schedules 15 minutes to 35 days ahead; 9m 5",  # 9m 59s, or 58s on a busy machine
         # beyond the window the bot holds it (tests/slack/test_held.py), still without a call
         f"schedule twilio +15558675310 at {iso_in(timedelta(days=36))} hi": "Twilio schedules at most 35 days ahead",
     }
