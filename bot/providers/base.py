@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -107,6 +108,37 @@ class ScheduleOutcome:
     # (recipient, why) where the provider may or may not have taken it (a timeout, a dropped
     # connection): never reported as "not scheduled"; reconciliation settles them.
     unknown: list[tuple[str, ProviderError]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, recipients: tuple[str, ...], results: list[MessageState | ProviderError]) -> ScheduleOutcome:
+        """One result per recipient (one message each, as Telnyx, Twilio and HighLevel take them) → the
+        outcome; raises the first refusal when nothing was scheduled and nothing may have been."""
+        scheduled = [r for r in results if isinstance(r, MessageState)]
+        errors = [(to, r) for to, r in zip(recipients, results, strict=True) if isinstance(r, ProviderError)]
+        failed = [(to, e) for to, e in errors if not e.outcome_unknown]
+        unknown = [(to, e) for to, e in errors if e.outcome_unknown]
+        if not scheduled and not unknown:
+            raise failed[0][1]
+        return cls(scheduled=scheduled, failed=failed, unknown=unknown)
+
+
+async def cancel_or_find_cancelled(
+    attempt: Awaitable[MessageState], look: Callable[[], Awaitable[MessageState]]
+) -> MessageState:
+    """A cancel the provider refuses may only be one already done (an earlier attempt of ours whose answer
+    was lost, or someone else's): cancelling is what was asked, so look before passing the refusal on."""
+    try:
+        return await attempt
+    except ProviderError as error:
+        if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
+            raise
+        try:
+            current = await look()
+        except ProviderError:
+            raise error from None
+        if current.state is SendState.CANCELLED:
+            return current
+        raise
 
 
 @runtime_checkable

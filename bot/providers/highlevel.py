@@ -274,15 +274,9 @@ class HighLevelClient:
                     return error
 
         results = await asyncio.gather(*(one(contact) for contact in request.to))
-        scheduled = [r for r in results if isinstance(r, MessageState)]
-        errors = [(to, r) for to, r in zip(request.to, results, strict=True) if isinstance(r, ProviderError)]
         # No idempotency key at HighLevel: after a timeout or a dropped answer it may or may not
         # exist, and asking again could send twice, so such a contact is reported as unknown.
-        failed = [(to, e) for to, e in errors if not e.outcome_unknown]
-        unknown = [(to, e) for to, e in errors if e.outcome_unknown]
-        if not scheduled and not unknown:
-            raise failed[0][1]
-        return ScheduleOutcome(scheduled=scheduled, failed=failed, unknown=unknown)
+        return ScheduleOutcome.of(request.to, results)
 
     async def send(self, target: str) -> MessageState:
         raise ProviderError(

@@ -37,6 +37,7 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    cancel_or_find_cancelled,
 )
 from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status
 
@@ -208,22 +209,9 @@ class TelnyxClient:
                 body = body["data"]  # tolerate a wrapped answer, though the spec has none
             return message_state(body, expected_id=target)
 
-        try:
-            state: MessageState = await self._http.request("DELETE", f"/messages/{target}", idempotent=True,
-                                                           parse=read)
-        except ProviderError as error:
-            if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
-                raise
-            # Refused: maybe because it is already cancelled (by an earlier attempt of ours whose
-            # answer was lost, or by someone else). Cancelling is what was asked, so look.
-            try:
-                current = await self.status(target)
-            except ProviderError:
-                raise error from None
-            if current.state is SendState.CANCELLED:
-                return current
-            raise
-        return state
+        return await cancel_or_find_cancelled(
+            self._http.request("DELETE", f"/messages/{target}", idempotent=True, parse=read),
+            lambda: self.status(target))
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         sender = request.sender or self.sender
@@ -261,7 +249,7 @@ class TelnyxClient:
                     return error
 
         results = await asyncio.gather(*(one(number) for number in request.to))
-        return _outcome(request.to, results)
+        return ScheduleOutcome.of(request.to, results)
 
     async def send(self, target: str) -> MessageState:
         raise ProviderError(
@@ -285,12 +273,3 @@ class TelnyxClient:
                 return  # the key was accepted; there is just no such message
             raise
 
-
-def _outcome(recipients: tuple[str, ...], results: list[MessageState | ProviderError]) -> ScheduleOutcome:
-    scheduled = [r for r in results if isinstance(r, MessageState)]
-    errors = [(to, r) for to, r in zip(recipients, results, strict=True) if isinstance(r, ProviderError)]
-    failed = [(to, e) for to, e in errors if not e.outcome_unknown]
-    unknown = [(to, e) for to, e in errors if e.outcome_unknown]
-    if not scheduled and not unknown:
-        raise failed[0][1]
-    return ScheduleOutcome(scheduled=scheduled, failed=failed, unknown=unknown)

@@ -34,6 +34,7 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    cancel_or_find_cancelled,
 )
 from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status
 
@@ -184,24 +185,12 @@ class TwilioClient:
         return state
 
     async def cancel(self, target: str) -> MessageState:
-        try:
-            # Repeating a cancel is harmless: a second one finds it canceled (30409) and looks.
-            cancelled: MessageState = await self._http.request(
-                "POST", f"{self._messages}/{target}.json", idempotent=True, form_body={"Status": "canceled"},
-                operation="POST /Messages/{sid}.json", parse=lambda body: message_state(body, expected_sid=target))
-        except ProviderError as error:
-            if error.kind not in {ErrorKind.REJECTED, ErrorKind.NOT_FOUND}:
-                raise
-            # Refused: maybe because it is already canceled (by an earlier attempt of ours whose answer
-            # was lost, or by someone else). Cancelling is what was asked, so look.
-            try:
-                current = await self.status(target)
-            except ProviderError:
-                raise error from None
-            if current.state is SendState.CANCELLED:
-                return current
-            raise
-        return cancelled
+        # Repeating a cancel is harmless: a second one finds it canceled (30409) and looks.
+        return await cancel_or_find_cancelled(
+            self._http.request("POST", f"{self._messages}/{target}.json", idempotent=True,
+                               form_body={"Status": "canceled"}, operation="POST /Messages/{sid}.json",
+                               parse=lambda body: message_state(body, expected_sid=target)),
+            lambda: self.status(target))
 
     async def schedule(self, request: ScheduleRequest) -> ScheduleOutcome:
         if not self.messaging_service_sid:
@@ -230,7 +219,7 @@ class TwilioClient:
                     return error
 
         results = await asyncio.gather(*(one(number) for number in request.to))
-        return _outcome(request.to, results)
+        return ScheduleOutcome.of(request.to, results)
 
     async def send(self, target: str) -> MessageState:
         raise ProviderError(
@@ -263,14 +252,3 @@ def schedule_form(to: str, body: str, send_at: str, messaging_service_sid: str,
         form["StatusCallback"] = status_callback
     return form
 
-
-def _outcome(recipients: tuple[str, ...], results: list[MessageState | ProviderError]) -> ScheduleOutcome:
-    scheduled = [r for r in results if isinstance(r, MessageState)]
-    failed: list[tuple[str, ProviderError]] = []
-    unknown: list[tuple[str, ProviderError]] = []
-    for to, result in zip(recipients, results, strict=True):
-        if isinstance(result, ProviderError):
-            (unknown if result.outcome_unknown else failed).append((to, result))
-    if not scheduled:
-        raise (unknown or failed)[0][1]  # "may or may not" wins over "surely not"
-    return ScheduleOutcome(scheduled=scheduled, failed=failed, unknown=unknown)
