@@ -51,6 +51,7 @@ from _support import (
     Connection,
     Fakes,
     cpu_seconds,
+    machine_cpu_seconds,
     load_sends,
     machine,
     migrate,
@@ -136,13 +137,16 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
             time.sleep(1.0)
         print(f"  {name}: {cancels:,} cancels from {clients} clients"
               f"{f' at {rate:g}/s' if rate else ''}, {workers} worker process(es)…", flush=True)
-        pids = {"bot": bot.pids, "fakes": [fakes.proc.pid], "load": [os.getpid()]}
+        pids = {"bot": bot.pids, "http": bot.pids[:1], "workers": bot.pids[1:], "fakes": [fakes.proc.pid],
+                "load": [os.getpid()]}
         cpu_before = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
+        cpu_before["machine"] = machine_cpu_seconds()
         wall = time.monotonic()
         result = asyncio.run(drive(bot.port, slack_url, ids[warmup:], clients, rate))
         answers = _wait_answers(fakes, cancels, 300)
         wall = time.monotonic() - wall
         cpu_used = {k: sum(cpu_seconds(p) for p in ps) - cpu_before[k] for k, ps in pids.items()}
+        cpu_used["machine"] = machine_cpu_seconds() - cpu_before["machine"]
         cpu = {k: used / wall for k, used in cpu_used.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -167,7 +171,8 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
            f"{percentile(done, 50) * 1000:.0f}", f"{percentile(done, 99) * 1000:.0f}",
            f"{ok:,}", f"{stats['telnyx_deletes']:,}", f"{ledger.get('cancelled', 0):,}",
            result["errors"] + (cancels - ok),
-           f"{cpu['bot']:.2f} / {cpu['fakes']:.2f} / {cpu['load']:.2f}",
+           f"{cpu['http']:.2f} / {cpu['workers']:.2f} / {cpu['fakes']:.2f} / {cpu['load']:.2f}"
+           f" / {cpu['machine'] - cpu['bot'] - cpu['fakes'] - cpu['load']:.2f} / {cpu['machine']:.2f}",
            f"{cpu_used['bot'] * 1000 / max(ok, 1):.1f}"]
     return row, str(profile_file) if profile_file.exists() else None
 
@@ -285,7 +290,7 @@ def main() -> int:
     print()
     print(table(["database", "worker procs", "cancels", "clients", "offered/s", "cancels/s", "ack p50 ms",
                  "ack p99 ms", "done p50 ms", "done p99 ms", "answered ok", "DELETEs", "ledger cancelled", "errors",
-                 "cores busy: bot / fakes / load", "bot CPU ms/cancel"], rows))
+                 "cores busy: HTTP / workers / fakes / load / rest (PostgreSQL…) / machine", "bot CPU ms/cancel"], rows))
     for name, text in profiles:
         print(f"\nprofile, {name} run (py-spy, 200 Hz):\n{text}")
     return 0

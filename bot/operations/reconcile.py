@@ -159,21 +159,27 @@ async def _settle_request(services: Services, intent: Intent) -> bool:
         info = {}
     rid = str(info.get("request_id") or "") if isinstance(info, dict) else ""
     what = str(info.get("what") or "a request") if isinstance(info, dict) else "a request"
-    done = await services.db(services.store.entries_for_request, rid) if rid else []
+    await tell_interrupted(services, actor=intent.actor, channel=intent.channel, request_id=rid, what=what)
+    log.info("reported an interrupted request", extra={"intent": intent.id, "request": rid})
+    return bool(await services.db(services.store.close_intent, intent.id))
+
+
+async def tell_interrupted(services: Services, *, actor: str, channel: str | None, request_id: str,
+                           what: str) -> None:
+    """Tell the channel of a request acked but never answered (its worker died) what was recorded for it."""
+    done = await services.db(services.store.entries_for_request, request_id) if request_id else []
     if done:
         recorded = "Recorded for it before the restart: " + "; ".join(
             f"{e.action} {display(e.provider or '')} `{e.target or '-'}` ({e.outcome})" for e in done) + "."
     else:
         recorded = "Nothing was recorded for it before the restart."
-    ref = f" (ref `{rid}`)" if rid else ""
-    message = (f"⚠️ The bot restarted while handling <@{intent.actor}>'s {what}{ref}, before it could answer. "
+    ref = f" (ref `{request_id}`)" if request_id else ""
+    message = (f"⚠️ The bot restarted while handling <@{actor}>'s {what}{ref}, before it could answer. "
                f"{recorded} Any provider call it had in flight is reported above; ask again for anything "
                "still wanted.")
-    log.info("reported an interrupted request", extra={"intent": intent.id, "request": rid})
-    channel = intent.channel or services.settings.sms_channel
-    if channel:  # before the close, as in settle(): at least once
+    channel = channel or services.settings.sms_channel
+    if channel:  # before the caller closes the record, as in settle(): at least once
         await services.notifier.post_text(channel, message)
-    return bool(await services.db(services.store.close_intent, intent.id))
 
 
 def _request_id(intent: Intent) -> str:

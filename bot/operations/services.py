@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +31,10 @@ class ReminderPlanner(Protocol):
 
     def drop(self, send_id: str) -> None: ...
 
+
+# Threads for the database calls an ack waits for (the inbox's insert, the replay check): their own, so
+# that an ack never queues behind the workers' calls, which fill asyncio's default executor under load.
+ACK_THREADS = 4
 
 WEBHOOK_TIMEOUT = 30.0  # slack_sdk's own default for a webhook
 
@@ -58,6 +65,8 @@ class Services:
     # async (@handle) -> the user group's member ids now, set by the Slack layer (approval rules)
     group_members: Callable[[str], Any] | None = None
     webhooks: LoopSession = field(default_factory=webhook_sessions)
+    _ack_threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(ACK_THREADS, thread_name_prefix="smsops-ack"), repr=False)
 
     def __post_init__(self) -> None:
         self.store = Store(self.engine, self.clock)
@@ -72,6 +81,11 @@ class Services:
         """Run a (blocking) database call off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def db_for_ack(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A database call an ack waits for, on the ack's own threads (see ACK_THREADS)."""
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._ack_threads, call)
+
     def now(self) -> Any:
         return self.clock.now()
 
@@ -79,3 +93,4 @@ class Services:
         for provider in self.providers.values():
             await provider.aclose()
         await self.webhooks.aclose()
+        self._ack_threads.shutdown(wait=False)

@@ -92,7 +92,7 @@ def build_asgi(
             return str((with_queue(said.answer, ahead if ahead >= QUEUED_NOTE_FROM else 0) or {}).get("text", ""))
 
         try:
-            ahead = await services.db(services.store.enqueue_request, item, ack_text)
+            ahead = await services.db_for_ack(services.store.enqueue_request, item, ack_text)
         except Exception:  # not durable: say so, and let Slack (or the user) try again
             log.exception("could not queue a Slack request", extra={"request_id": rid})
             return JSONResponse({"error": "busy"}, status_code=503)
@@ -148,7 +148,7 @@ async def _in_line(app: AsyncApp, services: Services, request: Request, body: by
     """A modal's submission, a menu's options, a URL check: Bolt answers in the ack itself (the replay
     check first, as for a queued request)."""
     key = f"slack:{hashlib.sha256(body).hexdigest()}"
-    if not await services.db(services.store.first_time, key, urgent=True):
+    if not await services.db_for_ack(services.store.first_time, key, urgent=True):
         log.info("ignored a replayed Slack request", extra={"retry": request.headers.get("x-slack-retry-num")})
         return Response(status_code=200)
     bolt_request = to_async_bolt_request(request, body, {"request_id": new_request_id()})

@@ -26,10 +26,11 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.infra.logs import request_id as request_id_var
-from bot.operations.reconcile import REQUEST, settle
+from bot.operations.reconcile import REQUEST, settle, tell_interrupted
 from bot.operations.services import Services
 from bot.slack.app import INBOX_EPHEMERAL, INBOX_SAID
 from bot.slack.front import read_form
+from bot.slack.listeners.context import HELD_BY_INBOX, quoted
 from db.models import InboxItem, Intent
 
 log = logging.getLogger("bot.server.inbox")
@@ -99,6 +100,7 @@ class Inbox:
     async def handle(self, item: InboxItem, taker: str) -> None:
         assert item.seq is not None
         token = request_id_var.set(item.request_id)
+        held = HELD_BY_INBOX.set(True)
         keeper = asyncio.create_task(self._keep(item.seq, taker))
         try:
             if item.attempts <= 1 or await self._again(item):
@@ -107,6 +109,7 @@ class Inbox:
             log.exception("could not work on a queued request", extra={"request_id": item.request_id})
         finally:
             keeper.cancel()
+            HELD_BY_INBOX.reset(held)
             request_id_var.reset(token)
         try:
             await self.services.db(self.services.store.settle_request, item.seq, taker)
@@ -131,8 +134,10 @@ class Inbox:
         rid = item.request_id
         recorded = await self.services.db(store.entries_for_request, rid, 1)
         open_intents = await self.services.db(store.open_intents)
+        # a request record of its own: written by a bot of an earlier version (now the inbox row is the record)
         mine = [i for i in open_intents if i.operation == REQUEST and _request_of(i) == rid]
-        actor = _actor(item)
+        form = read_form(item.body.encode(), item.content_type)
+        actor = _actor(form)
         # Any provider call started for it counts, open or closed: reconciliation on start (before the
         # workers) closes one left in flight, and the provider may have acted on it. An intent carries no
         # request id, so the same user's other requests since this one arrived count too: the safe side.
@@ -147,6 +152,9 @@ class Inbox:
                  extra={"request_id": rid, "attempt": item.attempts})
         for intent in mine:
             await settle(self.services, intent)
+        if not mine:
+            await tell_interrupted(self.services, actor=actor, channel=_channel(form), request_id=rid,
+                                   what=_described(form))
         return False
 
     async def _dispatch(self, item: InboxItem) -> None:
@@ -178,9 +186,29 @@ def _request_of(intent: Intent) -> str:
     return str(info.get("request_id") or "") if isinstance(info, dict) else ""
 
 
-def _actor(item: InboxItem) -> str:
-    form = read_form(item.body.encode(), item.content_type)
+def _actor(form: dict[str, Any]) -> str:
     user = form.get("user_id") or form.get("user") or ""
     if isinstance(user, dict):
         user = user.get("id") or ""
     return str(user)
+
+
+def _channel(form: dict[str, Any]) -> str | None:
+    channel = form.get("channel_id") or form.get("channel") or (form.get("container") or {}).get("channel_id")
+    if isinstance(channel, dict):
+        channel = channel.get("id")
+    return str(channel) if channel else None
+
+
+def _described(form: dict[str, Any]) -> str:
+    """The request in the user's terms, for the notice that it was interrupted."""
+    if "command" in form:
+        return quoted(f"{form.get('command') or '/sms'} {form.get('text') or ''}")
+    actions = form.get("actions") or []
+    if actions and isinstance(actions[0], dict):
+        action = actions[0]
+        label = action.get("text")
+        label = str((label.get("text") if isinstance(label, dict) else label) or action.get("action_id") or "a button")
+        value = str(action.get("value") or "")
+        return f"{quoted(label)} click" + (f" on {quoted(value)}" if value else "")
+    return "request"

@@ -58,7 +58,7 @@ class QueueingSocketModeHandler(AsyncSocketModeHandler):
             return str((with_queue(said.answer, ahead if ahead >= QUEUED_NOTE_FROM else 0) or {}).get("text", ""))
 
         try:
-            ahead = await self.services.db(self.services.store.enqueue_request, item, ack_text)
+            ahead = await self.services.db_for_ack(self.services.store.enqueue_request, item, ack_text)
         except Exception:  # not durable: no ack, so Slack delivers the envelope again
             log.exception("could not queue a Socket Mode request", extra={"request_id": rid})
             return

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -25,6 +26,11 @@ from db.models import Intent
 from db.store import new_id
 
 log = logging.getLogger("bot.slack")
+
+# Set while an inbox worker runs the request (bot/server/inbox.py): its inbox row, queued before the ack and
+# settled after the answer, is then the request's durable record (a dead worker's request is taken over, and
+# its channel told if it cannot be run again), so `open_request` writes no second one.
+HELD_BY_INBOX: ContextVar[bool] = ContextVar("smsops_held_by_inbox", default=False)
 
 
 def new_request_id() -> str:
@@ -99,7 +105,9 @@ async def open_request(services: Services, who: Invoker, what: str) -> str | Non
     """Record a request before it is acked; closed by `finish_request` once it was answered. One left
     open by a crash is reported in its channel after the restart (bot/operations/reconcile.py), so an
     acked request is never dropped silently. Returns the record's id (None if it could not be written:
-    the request still goes ahead)."""
+    the request still goes ahead). None, writing nothing, for a request the inbox holds (HELD_BY_INBOX)."""
+    if HELD_BY_INBOX.get():
+        return None
     intent = Intent(id=new_id(), operation=REQUEST, provider="slack", actor=who.user[:64],
                     team=(who.team or None) and who.team[:32], channel=(who.channel or None) and who.channel[:64],
                     payload=json.dumps({"request_id": who.request_id, "what": what}),
