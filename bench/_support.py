@@ -224,9 +224,10 @@ class Bot:
     """`python -m bot` in HTTP mode on 127.0.0.1, with its settings from the environment."""
 
     def __init__(self, workdir: Path, database_url: str, fakes: dict[str, Any], *, workers: int = 0,
-                 worker_tasks: int | None = None, **extra: str) -> None:
+                 worker_tasks: int | None = None, worker_cores: float | None = None, **extra: str) -> None:
         """`workers`: that many `python -m bot worker` processes beside it on the same database; the HTTP
-        process then only acks (INBOX_WORKERS=0 unless `extra` says otherwise)."""
+        process then only acks (INBOX_WORKERS=0 unless `extra` says otherwise). `worker_cores`: each worker
+        process capped at that much CPU (CpuCap)."""
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TELNYX_", "SOLAPI_",
                                                                          "HIGHLEVEL_", "SMS_", "REMINDER_"))}
@@ -257,6 +258,8 @@ class Bot:
         self.workdir = workdir
         self.worker_count = workers
         self.workers: list[tuple[subprocess.Popen[bytes], Any]] = []
+        self.worker_cores = worker_cores
+        self.caps: list[CpuCap] = []
 
     def start(self) -> Bot:
         try:
@@ -266,6 +269,10 @@ class Bot:
                 proc = subprocess.Popen(self.worker_command, cwd=self.workdir, env=self.worker_env, stdout=log,
                                         stderr=subprocess.STDOUT)
                 self.workers.append((proc, log))
+                if self.worker_cores:
+                    cap = CpuCap(f"smsops-bench-{self.port}-{n}", self.worker_cores)
+                    cap.add(proc.pid)
+                    self.caps.append(cap)
             for proc, log in self.workers:
                 _wait_log(Path(log.name), b'"worker started"', proc)
         except RuntimeError:
@@ -296,6 +303,8 @@ class Bot:
         self.log.close()
         for _, log in self.workers:
             log.close()
+        for cap in self.caps:
+            cap.close()
 
 
 def _wait_log(path: Path, needle: bytes, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
@@ -368,6 +377,39 @@ def postgres_pids() -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+class CpuCap:
+    """At most `cores` of CPU for the processes put in it: a CFS quota in a cgroup of its own (the cpu
+    controller, v1 or v2; needs root). It stands in for a machine with a core per worker process: on 2
+    cores shared with PostgreSQL, the fakes and the load, a second uncapped worker finds no core free."""
+
+    PERIOD_US = 100_000
+
+    def __init__(self, name: str, cores: float) -> None:
+        quota = int(cores * self.PERIOD_US)
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.dir = v1 / name
+            self.dir.mkdir(exist_ok=True)
+            (self.dir / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.dir / "cpu.cfs_quota_us").write_text(str(quota))
+        elif "cpu" in (v2 / "cgroup.controllers").read_text(errors="replace").split():
+            self.dir = v2 / name
+            self.dir.mkdir(exist_ok=True)
+            (self.dir / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            raise SystemExit("--worker-cores needs the cgroup cpu controller (and root)")
+
+    def add(self, pid: int) -> None:
+        (self.dir / "cgroup.procs").write_text(str(pid))
+
+    def close(self) -> None:
+        for pid in (self.dir / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (self.dir.parent / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

@@ -5,6 +5,7 @@
     .venv/bin/python bench/throughput_bench.py --profile none        # without py-spy
     .venv/bin/python bench/throughput_bench.py --db postgresql --workers 1 2   # 1, then 2 `smsops worker`s
     .venv/bin/python bench/throughput_bench.py --rate 40             # paced: 40 requests/s offered in all
+    .venv/bin/python bench/throughput_bench.py --db postgresql --workers 1 2 --worker-cores 0.4   # capped
 
 `--workers N …`: one run per N, the bot as its HTTP process (acks only: INBOX_WORKERS=0) beside N
 `python -m bot worker` processes on the same database (0, the default: the HTTP process's own workers).
@@ -51,9 +52,9 @@ from _support import (
     Connection,
     Fakes,
     cpu_seconds,
-    machine_cpu_seconds,
     load_sends,
     machine,
+    machine_cpu_seconds,
     migrate,
     percentile,
     pg_database,
@@ -116,7 +117,8 @@ def ledger_counts(database_url: str) -> collections.Counter[str]:
 
 
 def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: int, tmp: Path,
-            profile: str, workers: int = 0, rate: float | None = None) -> tuple[list[Any], str | None]:
+            profile: str, workers: int = 0, rate: float | None = None,
+            worker_cores: float | None = None) -> tuple[list[Any], str | None]:
     migrate(database_url)
     fakes = Fakes("--telnyx-messages", str(cancels + warmup), "--highlevel-limit", "none")
     bot: Bot | None = None
@@ -125,7 +127,7 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
     try:
         ids = fakes.info["telnyx_ids"]
         load_sends(database_url, "telnyx", ids)
-        bot = Bot(tmp, database_url, fakes.info, workers=workers).start()
+        bot = Bot(tmp, database_url, fakes.info, workers=workers, worker_cores=worker_cores).start()
         slack_url = fakes.info["slack_url"]
         asyncio.run(drive(bot.port, slack_url, ids[:warmup], 4))
         _wait_answers(fakes, warmup, 60)
@@ -166,7 +168,8 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
     done = [answered[t][0] - sent[t] for t in sent if t in answered]
     ok = sum(1 for _, text in answered.values() if "Cancelled" in text)
     ledger = ledger_counts(database_url)
-    row = [name, workers, f"{cancels:,}", clients, f"{rate:g}" if rate else "-", f"{ok / (last - first):,.0f}",
+    procs = f"{workers} × {worker_cores:g} core" if worker_cores and workers else workers
+    row = [name, procs, f"{cancels:,}", clients, f"{rate:g}" if rate else "-", f"{ok / (last - first):,.0f}",
            f"{percentile(result['acks'], 50) * 1000:.0f}", f"{percentile(result['acks'], 99) * 1000:.0f}",
            f"{percentile(done, 50) * 1000:.0f}", f"{percentile(done, 99) * 1000:.0f}",
            f"{ok:,}", f"{stats['telnyx_deletes']:,}", f"{ledger.get('cancelled', 0):,}",
@@ -258,6 +261,9 @@ def main() -> int:
                         help="`smsops worker` processes beside the HTTP process, one run per value (default 0)")
     parser.add_argument("--rate", type=float, default=None,
                         help="requests/s the clients share (default: back to back, the saturation rate)")
+    parser.add_argument("--worker-cores", type=float, default=None, metavar="C",
+                        help="cap each worker process at C cores (a cgroup CFS quota; root): stands in for a core "
+                             "per worker, which a 2-core machine also running PostgreSQL and the fakes has not")
     options = parser.parse_args()
     profile = options.profile
     if profile == "py-spy" and not Path(_py_spy()).exists():
@@ -271,7 +277,8 @@ def main() -> int:
         for n, workers in enumerate(options.workers):
             if options.db in ("sqlite", "both"):
                 row, prof = one_run("SQLite", f"sqlite:///{tmp / f'tp-{n}.db'}", options.cancels, options.clients,
-                                    options.warmup, tmp, profile if n == 0 else "none", workers, options.rate)
+                                    options.warmup, tmp, profile if n == 0 else "none", workers, options.rate,
+                                    options.worker_cores)
                 rows.append(row)
                 if prof:
                     profiles.append(("SQLite", summarise_profile(prof)))
@@ -281,7 +288,7 @@ def main() -> int:
                 with pg_database() as url:
                     row, prof = one_run("PostgreSQL", url, options.cancels, options.clients, options.warmup, tmp,
                                         profile if options.db == "postgresql" and n == 0 else "none", workers,
-                                        options.rate)
+                                        options.rate, options.worker_cores)
                     rows.append(row)
                     if prof:
                         profiles.append(("PostgreSQL", summarise_profile(prof)))
@@ -290,7 +297,8 @@ def main() -> int:
     print()
     print(table(["database", "worker procs", "cancels", "clients", "offered/s", "cancels/s", "ack p50 ms",
                  "ack p99 ms", "done p50 ms", "done p99 ms", "answered ok", "DELETEs", "ledger cancelled", "errors",
-                 "cores busy: HTTP / workers / fakes / load / rest (PostgreSQL…) / machine", "bot CPU ms/cancel"], rows))
+                 "cores busy: HTTP / workers / fakes / load / rest (PostgreSQL…) / machine",
+                 "bot CPU ms/cancel"], rows))
     for name, text in profiles:
         print(f"\nprofile, {name} run (py-spy, 200 Hz):\n{text}")
     return 0

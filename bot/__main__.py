@@ -147,9 +147,8 @@ def run(settings: Settings, rest: list[str]) -> int:
         return 2
     from bot.server.runtime import Runtime
 
-    runtime = Runtime(settings)
     if settings.slack_app_token is not None:
-        asyncio.run(_socket_mode(runtime, settings))
+        asyncio.run(_socket_mode(Runtime(settings), settings))
         return 0
     if settings.slack_signing_secret is None:
         print("smsops: SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode).",
@@ -157,8 +156,18 @@ def run(settings: Settings, rest: list[str]) -> int:
         return 2
     import uvicorn
 
-    logging.getLogger("bot").info("HTTP mode", extra={"host": settings.host, "port": settings.port})
-    uvicorn.run(runtime.asgi(), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    logging.getLogger("bot").info("HTTP mode", extra={"host": settings.host, "port": settings.port,
+                                                      "processes": settings.web_concurrency})
+    if settings.web_concurrency > 1:  # each process builds its own runtime (bot/server/runtime.py)
+        from db.engine import is_sqlite
+
+        if is_sqlite(settings.database_url):
+            logging.getLogger("bot").warning(
+                "WEB_CONCURRENCY > 1 on SQLite: its processes write one at a time; use PostgreSQL to gain from them")
+        uvicorn.run("bot.server.runtime:asgi_from_environment", factory=True, workers=settings.web_concurrency,
+                    host=settings.host, port=settings.port, log_config=None, access_log=False)
+        return 0
+    uvicorn.run(Runtime(settings).asgi(), host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 
 

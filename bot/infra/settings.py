@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # how long a worker holds a request without renewing (it renews every third of it): a dead worker's
     # requests are taken again after this
     inbox_lease: timedelta = timedelta(seconds=30)
+    # HTTP mode: how many processes serve PORT (uvicorn's workers; the name platforms such as Heroku set).
+    # Each is a whole bot (acks, inbox workers, reminders) on the same database: PostgreSQL for more than one.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
 
     provider_connect_timeout: float = 5.0
     provider_read_timeout: float = 15.0

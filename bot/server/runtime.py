@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -96,7 +97,7 @@ class Runtime:
         self._janitor = asyncio.create_task(self._forget_old_requests())
         self._reconciler = asyncio.create_task(self._reconcile_periodically())
         self._held = asyncio.create_task(self._submit_held_periodically())
-        log.info("bot started", extra={"providers": sorted(self.services.providers)})
+        log.info("bot started", extra={"providers": sorted(self.services.providers), "pid": os.getpid()})
 
     async def stop(self) -> None:
         if self._janitor is not None:
@@ -167,3 +168,11 @@ class Runtime:
                 await self.services.db(self.services.store.forget_settled_before, cutoff)
             except Exception:
                 log.exception("could not prune seen requests")
+
+
+def asgi_from_environment() -> Starlette:
+    """The HTTP app of one of WEB_CONCURRENCY processes (uvicorn's factory, called in each): its settings,
+    logs and runtime built anew from the environment, as `python -m bot` builds them."""
+    settings = Settings()
+    logs.setup(settings.log_level, settings.secrets())
+    return Runtime(settings).asgi()

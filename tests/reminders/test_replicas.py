@@ -109,3 +109,52 @@ def test_two_bot_processes_on_postgresql_post_a_reminder_once(pg_url, slack, tel
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_web_concurrency_serves_one_port_from_several_whole_bots(pg_url, slack, telnyx, tmp_path):
+    """WEB_CONCURRENCY=2: one `python -m bot` runs two processes on PORT, each a whole bot (its own runtime:
+    acks, inbox workers, reminders) on the shared database; every request is answered once."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TELNYX_", "SOLAPI_", "HIGHLEVEL_"))},
+        "PYTHONPATH": str(ROOT), "DATABASE_URL": pg_url, "HOST": "127.0.0.1", "LOG_LEVEL": "INFO",
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
+        "TELNYX_API_KEY": telnyx.api_key, "TELNYX_BASE_URL": telnyx.base_url, "TELNYX_FROM": "+18445550001",
+        "WEB_CONCURRENCY": "2",
+    }
+    port, log = free_port(), tmp_path / "bot.log"
+    proc = start_bot(port, env, log)
+    try:
+        wait_healthy(port, proc, log, timeout=40)
+        deadline = time.monotonic() + 20
+        while (started := [json.loads(line) for line in log.read_text().splitlines() if '"bot started"' in line]) \
+                and len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len({entry["pid"] for entry in started}) == 2, log.read_text()[-3000:]
+        assert proc.pid not in {entry["pid"] for entry in started}  # the supervisor only supervises
+
+        tokens = [slash(port, slack, f"schedule telnyx +1866555{300 + n:04d} in 2h process test {n}")
+                  for n in range(6)]
+        for token in tokens:
+            reply = slack.wait_for(lambda t=token: [r for r in slack.responses_to(t)
+                                                    if not str(r.get("text", "")).startswith("⏳")], timeout=15)
+            assert "Scheduled" in reply_text(reply[-1]), reply
+        time.sleep(0.5)  # time for a second answer, if there were to be one
+        assert all(len([r for r in slack.responses_to(t) if "Scheduled" in reply_text(r)]) == 1 for t in tokens)
+        assert len(telnyx.messages) == 6
+        engine = create_engine(pg_url)
+        with engine.connect() as conn:
+            scheduled = conn.execute(text("SELECT count(*) FROM ledger_entries WHERE action = 'scheduled'")).scalar()
+            states = conn.execute(text("SELECT state, count(*) FROM slack_inbox GROUP BY state")).all()
+        engine.dispose()
+        assert scheduled == 6
+        assert [tuple(s) for s in states] == [("done", 6)]
+        proc.terminate()  # the platform's stop: the supervisor stops its processes too
+        proc.wait(timeout=15)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{entry['pid']}").exists() for entry in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [e["pid"] for e in started if Path(f"/proc/{e['pid']}").exists()], "processes left running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
