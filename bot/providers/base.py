@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 class ProviderName(StrEnum):
@@ -139,6 +139,28 @@ async def cancel_or_find_cancelled(
         if current.state is SendState.CANCELLED:
             return current
         raise
+
+
+async def ping_by_lookup(lookup: Awaitable[object]) -> None:
+    """A ping asks for something no one has: "not found" means the credentials were accepted, so only
+    another error (a refused key, an outage) is passed on."""
+    try:
+        await lookup
+    except ProviderError as error:
+        if error.kind is ErrorKind.NOT_FOUND:
+            return
+        raise
+
+
+def no_message_groups(provider: str, display: str, action: Literal["send", "delete"]) -> ProviderError:
+    """What `send` and `delete` answer at a provider that takes one message per recipient: only Solapi
+    prepares groups that can be sent or deleted."""
+    instead = "schedule a message" if action == "send" else "cancel the message"
+    return ProviderError(
+        provider,
+        ErrorKind.UNSUPPORTED,
+        f"{display} has no message groups: there is no prepared group to {action}; {instead} instead",
+    )
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from bot.infra.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
-from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.base import ErrorKind, MessageState, ProviderError, ScheduleOutcome
 from bot.providers.ratelimit import RateLimiter, default_limiter
 from bot.providers.transport import AiohttpTransport
 
@@ -316,6 +316,27 @@ def kind_for_status(status: int) -> ErrorKind:
     if status >= 500:
         return ErrorKind.UNAVAILABLE
     return ErrorKind.REJECTED
+
+
+async def schedule_each(
+    recipients: tuple[str, ...],
+    schedule_one: Callable[[str], Awaitable[MessageState | ProviderError]],
+    *,
+    in_flight: int,
+) -> ScheduleOutcome:
+    """Schedule one message per recipient, as Telnyx, Twilio and HighLevel take them, at most `in_flight`
+    requests at a time. A recipient's refusal is its own result, so it does not stop the others."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(recipient: str) -> MessageState | ProviderError:
+        async with gate:
+            try:
+                return await schedule_one(recipient)
+            except ProviderError as error:
+                return error
+
+    results = await asyncio.gather(*(one(recipient) for recipient in recipients))
+    return ScheduleOutcome.of(recipients, results)
 
 
 def garbage(provider: str, what: str) -> ProviderError:

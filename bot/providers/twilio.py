@@ -17,7 +17,6 @@ is an integer. A 429 carries code 20429 (too many concurrent requests; never pro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -35,8 +34,10 @@ from bot.providers.base import (
     ScheduleRequest,
     SendState,
     cancel_or_find_cancelled,
+    no_message_groups,
+    ping_by_lookup,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status
+from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, schedule_each
 
 PROVIDER = ProviderName.TWILIO.value
 API_VERSION = "2010-04-01"
@@ -202,45 +203,28 @@ class TwilioClient:
         if not request.to:
             raise ProviderError(PROVIDER, ErrorKind.REJECTED, "no recipients", code="NoRecipients")
         send_at = format_send_at(request.send_at)
-        gate = asyncio.Semaphore(MAX_IN_FLIGHT)
         service = self.messaging_service_sid
 
         async def one(number: str) -> MessageState | ProviderError:
             form = schedule_form(number, request.text, send_at, service, self.status_callback)
-            async with gate:
-                try:
-                    # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    scheduled: MessageState = await self._http.request(
-                        "POST", f"{self._messages}.json", form_body=form, idempotent=False,
-                        operation="POST /Messages.json",
-                        parse=lambda answer: message_state(answer, send_at=request.send_at.astimezone(UTC)))
-                    return scheduled
-                except ProviderError as error:
-                    return error
+            # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
+            scheduled: MessageState = await self._http.request(
+                "POST", f"{self._messages}.json", form_body=form, idempotent=False,
+                operation="POST /Messages.json",
+                parse=lambda answer: message_state(answer, send_at=request.send_at.astimezone(UTC)))
+            return scheduled
 
-        results = await asyncio.gather(*(one(number) for number in request.to))
-        return ScheduleOutcome.of(request.to, results)
+        return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
 
     async def send(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER, ErrorKind.UNSUPPORTED,
-            "Twilio has no message groups: there is no prepared group to send; schedule a message instead",
-        )
+        raise no_message_groups(PROVIDER, "Twilio", "send")
 
     async def delete(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER, ErrorKind.UNSUPPORTED,
-            "Twilio has no message groups: there is no prepared group to delete; cancel the message instead",
-        )
+        raise no_message_groups(PROVIDER, "Twilio", "delete")
 
     async def ping(self) -> None:
-        try:
-            await self._http.request("GET", f"{self._messages}/{PING_SID}.json", idempotent=True,
-                                     operation="GET /Messages/{sid}.json")
-        except ProviderError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return  # the credentials were accepted; there is just no such message
-            raise
+        await ping_by_lookup(self._http.request("GET", f"{self._messages}/{PING_SID}.json", idempotent=True,
+                                                operation="GET /Messages/{sid}.json"))
 
 
 def schedule_form(to: str, body: str, send_at: str, messaging_service_sid: str,
