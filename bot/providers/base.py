@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class ProviderName(StrEnum):
@@ -152,15 +152,25 @@ async def ping_by_lookup(lookup: Awaitable[object]) -> None:
         raise
 
 
-def no_message_groups(provider: str, display: str, action: Literal["send", "delete"]) -> ProviderError:
-    """What `send` and `delete` answer at a provider that takes one message per recipient: only Solapi
-    prepares groups that can be sent or deleted."""
-    instead = "schedule a message" if action == "send" else "cancel the message"
-    return ProviderError(
-        provider,
-        ErrorKind.UNSUPPORTED,
-        f"{display} has no message groups: there is no prepared group to {action}; {instead} instead",
-    )
+class WithoutMessageGroups:
+    """`send` and `delete` for a provider that takes one message per recipient (Telnyx, Twilio, HighLevel):
+    only Solapi prepares groups that can be sent or deleted, so here both refuse."""
+
+    name: ProviderName
+    display_name: ClassVar[str]  # as the user reads it: "Telnyx"
+
+    async def send(self, target: str) -> MessageState:
+        raise self._no_groups("send", "schedule a message")
+
+    async def delete(self, target: str) -> MessageState:
+        raise self._no_groups("delete", "cancel the message")
+
+    def _no_groups(self, action: str, instead: str) -> ProviderError:
+        return ProviderError(
+            self.name.value,
+            ErrorKind.UNSUPPORTED,
+            f"{self.display_name} has no message groups: there is no prepared group to {action}; {instead} instead",
+        )
 
 
 @runtime_checkable

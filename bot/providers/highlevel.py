@@ -30,7 +30,7 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
-    no_message_groups,
+    WithoutMessageGroups,
     ping_by_lookup,
 )
 from bot.providers.http import (
@@ -165,10 +165,11 @@ def message_state(payload: Any, *, expected_id: str | None = None) -> MessageSta
     )
 
 
-class HighLevelClient:
+class HighLevelClient(WithoutMessageGroups):
     """HighLevel Conversations over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.HIGHLEVEL
+    display_name = "HighLevel"
     schedule_is_idempotent = False  # no idempotency key: a repeated schedule would send twice
 
     def __init__(
@@ -273,12 +274,6 @@ class HighLevelClient:
         # No idempotency key at HighLevel: after a timeout or a dropped answer it may or may not
         # exist, and asking again could send twice, so such a contact is reported as unknown.
         return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
-
-    async def send(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "HighLevel", "send")
-
-    async def delete(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "HighLevel", "delete")
 
     async def ping(self) -> None:
         """Cancel the schedule of an id no message has: it needs `conversations/message.write`, the

@@ -236,12 +236,7 @@ class ProviderHTTP:
         body = _decode(response)
         if response.is_success:
             if body is _UNREADABLE:
-                raise ProviderError(
-                    self.provider,
-                    ErrorKind.GARBAGE,
-                    f"unreadable answer: {_snippet(response)}",
-                    http_status=response.status_code,
-                )
+                raise self._unreadable("answer", response)
             return body
         if response.status_code == 429:
             error = self._error_parser(response, None if body is _UNREADABLE else body)
@@ -262,13 +257,17 @@ class ProviderHTTP:
             parsed.kind = ErrorKind.UNAVAILABLE if response.status_code >= 500 else ErrorKind.TIMEOUT
             raise parsed
         if body is _UNREADABLE:
-            raise ProviderError(
-                self.provider,
-                ErrorKind.GARBAGE,
-                f"unreadable error answer: {_snippet(response)}",
-                http_status=response.status_code,
-            )
+            raise self._unreadable("error answer", response)
         raise self._error_parser(response, body)
+
+    def _unreadable(self, what: str, response: httpx.Response) -> ProviderError:
+        """A body that is not JSON at all (an HTML error page, a truncated answer), shown as it began."""
+        return ProviderError(
+            self.provider,
+            ErrorKind.GARBAGE,
+            f"unreadable {what}: {_snippet(response)}",
+            http_status=response.status_code,
+        )
 
 
 _STATIC_SEGMENT = re.compile(r"^(?:v\d{1,2}|[a-z][a-z_-]{0,23})$")

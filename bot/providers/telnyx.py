@@ -36,8 +36,8 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    WithoutMessageGroups,
     cancel_or_find_cancelled,
-    no_message_groups,
     ping_by_lookup,
 )
 from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, schedule_each
@@ -159,10 +159,11 @@ def message_state(payload: Any, *, expected_id: str | None = None) -> MessageSta
     )
 
 
-class TelnyxClient:
+class TelnyxClient(WithoutMessageGroups):
     """Telnyx Messaging v2 over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.TELNYX
+    display_name = "Telnyx"
     # Asking again with the same ScheduleRequest (same key) cannot schedule twice: see the module doc.
     schedule_is_idempotent = True
 
@@ -245,12 +246,6 @@ class TelnyxClient:
             return state
 
         return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
-
-    async def send(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "Telnyx", "send")
-
-    async def delete(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "Telnyx", "delete")
 
     async def ping(self) -> None:
         await ping_by_lookup(self._http.request("GET", f"/messages/{PING_ID}", idempotent=True))

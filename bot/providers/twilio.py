@@ -33,8 +33,8 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    WithoutMessageGroups,
     cancel_or_find_cancelled,
-    no_message_groups,
     ping_by_lookup,
 )
 from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, schedule_each
@@ -132,10 +132,11 @@ def message_state(payload: Any, *, expected_sid: str | None = None,
     )
 
 
-class TwilioClient:
+class TwilioClient(WithoutMessageGroups):
     """Twilio Programmable Messaging over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.TWILIO
+    display_name = "Twilio"
 
     def __init__(
         self,
@@ -215,12 +216,6 @@ class TwilioClient:
             return scheduled
 
         return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
-
-    async def send(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "Twilio", "send")
-
-    async def delete(self, target: str) -> MessageState:
-        raise no_message_groups(PROVIDER, "Twilio", "delete")
 
     async def ping(self) -> None:
         await ping_by_lookup(self._http.request("GET", f"{self._messages}/{PING_SID}.json", idempotent=True,
