@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.sandbox import deviations
-from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.server import FakeServer, LocalService, Receive, Scope, Send
 from bot.sandbox.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
 
 DEFAULT_TOKEN = "pit-0c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5"
@@ -67,7 +67,7 @@ def new_id() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(20))
 
 
-class FakeHighLevel:
+class FakeHighLevel(LocalService):
     """HighLevel Conversations on http://127.0.0.1:<port>. Tests read `.messages` and `.spec_violations`."""
 
     def __init__(
@@ -106,25 +106,8 @@ class FakeHighLevel:
         return self._spec is not None
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def base_url(self) -> str:
         return self.server.url
-
-    def start(self) -> FakeHighLevel:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeHighLevel:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state helpers for tests
 

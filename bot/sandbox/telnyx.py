@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bot.sandbox import deviations
-from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.server import FakeServer, LocalService, Receive, Scope, Send
 
 # ---------------------------------------------------------------- shared helpers (also for HighLevel)
 
@@ -288,7 +288,7 @@ def _encoding_and_parts(text: str) -> tuple[str, int]:
     return "UCS-2", 1 if units <= 70 else math.ceil(units / 67)
 
 
-class FakeTelnyx:
+class FakeTelnyx(LocalService):
     """Telnyx Messaging v2 on http://127.0.0.1:<port>/v2. Tests read `.messages` and `.spec_violations`."""
 
     def __init__(
@@ -323,25 +323,8 @@ class FakeTelnyx:
         return self._spec is not None
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def base_url(self) -> str:
         return self.server.url + "/v2"
-
-    def start(self) -> FakeTelnyx:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeTelnyx:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state helpers for tests
 
