@@ -149,6 +149,18 @@ def _cash() -> dict[str, int]:
     return {"requested": 0, "replacement": 0, "refund": 0, "sum": 0}
 
 
+def _messages_of(body: Any) -> list[Any]:
+    """The `messages` of an add-messages or send-many request: 1 to 10,000 of them, else Solapi's refusal."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
+    if len(messages) > MAX_MESSAGES_PER_ADD:
+        raise SolapiError(
+            413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
+        )
+    return messages
+
+
 class FakeSolapi(LocalService):
     """The fake API. State lives in `groups` and `messages` (Solapi's own JSON shapes)."""
 
@@ -669,13 +681,7 @@ class FakeSolapi(LocalService):
 
     async def _add_messages(self, request: Request) -> Any:
         body = await self._json(request)
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
-        if len(messages) > MAX_MESSAGES_PER_ADD:
-            raise SolapiError(
-                413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
-            )
+        messages = _messages_of(body)
         with self._lock:
             self._advance()
             group = self._existing(request)
@@ -762,13 +768,7 @@ class FakeSolapi(LocalService):
     async def _send_many(self, request: Request) -> Any:
         """One-shot: create a group, add the messages, then schedule or send it."""
         body = await self._json(request)
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
-        if len(messages) > MAX_MESSAGES_PER_ADD:
-            raise SolapiError(
-                413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
-            )
+        messages = _messages_of(body)
         with self._lock:
             now = self.now()
             when = self._valid_schedule_date(body, now) if body.get("scheduledDate") else None
