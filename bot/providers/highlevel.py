@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -34,9 +34,9 @@ from bot.providers.base import (
     ping_by_lookup,
 )
 from bot.providers.http import (
+    ConnectionOptions,
     ProviderHTTP,
     RetryListener,
-    RetryPolicy,
     garbage,
     kind_for_status,
     retry_listener,
@@ -178,10 +178,7 @@ class HighLevelClient(WithoutMessageGroups):
         *,
         location_id: str | None = None,
         base_url: str = "https://services.leadconnectorhq.com",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._token = token
         self.location_id = location_id
@@ -190,10 +187,7 @@ class HighLevelClient(WithoutMessageGroups):
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": f"Bearer {self._token}", "Version": API_VERSION},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:

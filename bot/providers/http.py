@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -43,6 +43,16 @@ class RetryPolicy:
     attempts: int = 3  # total attempts for a request that may be repeated
     backoff: float = 0.25  # seconds before the 2nd attempt; doubles each time, with jitter
     max_wait: float = 20.0  # the longest Retry-After we are willing to honour inline
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """How a provider client reaches its API, passed on as they are to its ProviderHTTP, whose defaults
+    apply: the timeouts (seconds), the retry policy, and a transport (the tests pass their own)."""
+
+    connect_timeout: float
+    read_timeout: float
+    retry: RetryPolicy | None
+    transport: httpx.AsyncBaseTransport | None
 
 
 ErrorParser = Callable[[httpx.Response, Any], ProviderError]

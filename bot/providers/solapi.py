@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +43,7 @@ from bot.providers.base import (
     ScheduleRequest,
     SendState,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, retry_listener
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, retry_listener
 
 log = logging.getLogger(__name__)
 
@@ -333,11 +333,8 @@ class SolapiClient:
         *,
         base_url: str = "https://api.solapi.com",
         sender: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._api_key = api_key
         self._api_secret = api_secret
@@ -348,10 +345,7 @@ class SolapiClient:
             base_url,
             error_parser=_parse_error,
             auth_headers=self._auth_headers,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     # -- plumbing -----------------------------------------------------------------------------

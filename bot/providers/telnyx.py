@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -40,7 +40,7 @@ from bot.providers.base import (
     cancel_or_find_cancelled,
     ping_by_lookup,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, schedule_each
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, schedule_each
 
 PROVIDER = ProviderName.TELNYX.value
 MAX_IN_FLIGHT = 10
@@ -174,10 +174,7 @@ class TelnyxClient(WithoutMessageGroups):
         base_url: str = "https://api.telnyx.com/v2",
         sender: str | None = None,
         messaging_profile_id: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._api_key = api_key
         self.sender = sender
@@ -187,10 +184,7 @@ class TelnyxClient(WithoutMessageGroups):
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": f"Bearer {self._api_key}"},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:

@@ -21,7 +21,7 @@ import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -37,7 +37,7 @@ from bot.providers.base import (
     cancel_or_find_cancelled,
     ping_by_lookup,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, schedule_each
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, schedule_each
 
 PROVIDER = ProviderName.TWILIO.value
 API_VERSION = "2010-04-01"
@@ -148,10 +148,7 @@ class TwilioClient(WithoutMessageGroups):
         messaging_service_sid: str | None = None,
         status_callback: str | None = None,
         base_url: str = "https://api.twilio.com",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         if api_key and api_secret:
             username, password = api_key, api_secret
@@ -170,10 +167,7 @@ class TwilioClient(WithoutMessageGroups):
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": self._authorization},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:
