@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class ProviderName(StrEnum):
@@ -139,6 +139,38 @@ async def cancel_or_find_cancelled(
         if current.state is SendState.CANCELLED:
             return current
         raise
+
+
+async def ping_by_lookup(lookup: Awaitable[object]) -> None:
+    """A ping asks for something no one has: "not found" means the credentials were accepted, so only
+    another error (a refused key, an outage) is passed on."""
+    try:
+        await lookup
+    except ProviderError as error:
+        if error.kind is ErrorKind.NOT_FOUND:
+            return
+        raise
+
+
+class WithoutMessageGroups:
+    """`send` and `delete` for a provider that takes one message per recipient (Telnyx, Twilio, HighLevel):
+    only Solapi prepares groups that can be sent or deleted, so here both refuse."""
+
+    name: ProviderName
+    display_name: ClassVar[str]  # as the user reads it: "Telnyx"
+
+    async def send(self, target: str) -> MessageState:
+        raise self._no_groups("send", "schedule a message")
+
+    async def delete(self, target: str) -> MessageState:
+        raise self._no_groups("delete", "cancel the message")
+
+    def _no_groups(self, action: str, instead: str) -> ProviderError:
+        return ProviderError(
+            self.name.value,
+            ErrorKind.UNSUPPORTED,
+            f"{self.display_name} has no message groups: there is no prepared group to {action}; {instead} instead",
+        )
 
 
 @runtime_checkable

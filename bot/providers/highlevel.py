@@ -16,10 +16,9 @@ such as "cancelled"/"canceled"/"deleted" is read as CANCELLED all the same, shou
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -31,14 +30,17 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    WithoutMessageGroups,
+    ping_by_lookup,
 )
 from bot.providers.http import (
+    ConnectionOptions,
     ProviderHTTP,
     RetryListener,
-    RetryPolicy,
     garbage,
     kind_for_status,
     retry_listener,
+    schedule_each,
 )
 
 PROVIDER = ProviderName.HIGHLEVEL.value
@@ -163,10 +165,11 @@ def message_state(payload: Any, *, expected_id: str | None = None) -> MessageSta
     )
 
 
-class HighLevelClient:
+class HighLevelClient(WithoutMessageGroups):
     """HighLevel Conversations over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.HIGHLEVEL
+    display_name = "HighLevel"
     schedule_is_idempotent = False  # no idempotency key: a repeated schedule would send twice
 
     def __init__(
@@ -175,10 +178,7 @@ class HighLevelClient:
         *,
         location_id: str | None = None,
         base_url: str = "https://services.leadconnectorhq.com",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._token = token
         self.location_id = location_id
@@ -187,10 +187,7 @@ class HighLevelClient:
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": f"Bearer {self._token}", "Version": API_VERSION},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:
@@ -251,7 +248,6 @@ class HighLevelClient:
         if not request.to:
             raise ProviderError(PROVIDER, ErrorKind.REJECTED, "no recipients", code="NoRecipients")
         when = _timestamp(request.send_at)
-        gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
         async def one(contact_id: str) -> MessageState | ProviderError:
             body: dict[str, Any] = {
@@ -262,49 +258,23 @@ class HighLevelClient:
             }
             if request.sender:
                 body["fromNumber"] = request.sender
-            async with gate:
-                try:
-                    # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    outcome: MessageState | ProviderError = await self._http.request(
-                        "POST", "/conversations/messages", json_body=body, idempotent=False,
-                        parse=lambda answer: _scheduled(answer, contact_id, request),
-                    )
-                    return outcome
-                except ProviderError as error:
-                    return error
+            # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
+            outcome: MessageState | ProviderError = await self._http.request(
+                "POST", "/conversations/messages", json_body=body, idempotent=False,
+                parse=lambda answer: _scheduled(answer, contact_id, request),
+            )
+            return outcome
 
-        results = await asyncio.gather(*(one(contact) for contact in request.to))
         # No idempotency key at HighLevel: after a timeout or a dropped answer it may or may not
         # exist, and asking again could send twice, so such a contact is reported as unknown.
-        return ScheduleOutcome.of(request.to, results)
-
-    async def send(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER,
-            ErrorKind.UNSUPPORTED,
-            "HighLevel has no message groups: there is no prepared group to send; schedule a message instead",
-        )
-
-    async def delete(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER,
-            ErrorKind.UNSUPPORTED,
-            "HighLevel has no message groups: there is no prepared group to delete; "
-            "cancel the message instead",
-        )
+        return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
 
     async def ping(self) -> None:
         """Cancel the schedule of an id no message has: it needs `conversations/message.write`, the
         scope sending needs anyway (a search would need `conversations.readonly`, which sending does
         not), and changes nothing. HighLevel answers HTTP 200 `{status: 404}`; a bad token is 401."""
-        try:
-            await self._http.request(
-                "DELETE", f"/conversations/messages/{PING_ID}/schedule", idempotent=True, operation="ping"
-            )
-        except ProviderError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return  # the token was accepted; there is just no such message
-            raise
+        await ping_by_lookup(self._http.request(
+            "DELETE", f"/conversations/messages/{PING_ID}/schedule", idempotent=True, operation="ping"))
 
 
 def _cancel_answer(body: Any, target: str) -> MessageState:

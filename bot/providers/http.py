@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 from bot.infra.metrics import PROVIDER_CALLS, PROVIDER_SECONDS
-from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.base import ErrorKind, MessageState, ProviderError, ScheduleOutcome
 from bot.providers.ratelimit import RateLimiter, default_limiter
 from bot.providers.transport import AiohttpTransport
 
@@ -43,6 +43,16 @@ class RetryPolicy:
     attempts: int = 3  # total attempts for a request that may be repeated
     backoff: float = 0.25  # seconds before the 2nd attempt; doubles each time, with jitter
     max_wait: float = 20.0  # the longest Retry-After we are willing to honour inline
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """How a provider client reaches its API, passed on as they are to its ProviderHTTP, whose defaults
+    apply: the timeouts (seconds), the retry policy, and a transport (the tests pass their own)."""
+
+    connect_timeout: float
+    read_timeout: float
+    retry: RetryPolicy | None
+    transport: httpx.AsyncBaseTransport | None
 
 
 ErrorParser = Callable[[httpx.Response, Any], ProviderError]
@@ -236,12 +246,7 @@ class ProviderHTTP:
         body = _decode(response)
         if response.is_success:
             if body is _UNREADABLE:
-                raise ProviderError(
-                    self.provider,
-                    ErrorKind.GARBAGE,
-                    f"unreadable answer: {_snippet(response)}",
-                    http_status=response.status_code,
-                )
+                raise self._unreadable("answer", response)
             return body
         if response.status_code == 429:
             error = self._error_parser(response, None if body is _UNREADABLE else body)
@@ -262,13 +267,17 @@ class ProviderHTTP:
             parsed.kind = ErrorKind.UNAVAILABLE if response.status_code >= 500 else ErrorKind.TIMEOUT
             raise parsed
         if body is _UNREADABLE:
-            raise ProviderError(
-                self.provider,
-                ErrorKind.GARBAGE,
-                f"unreadable error answer: {_snippet(response)}",
-                http_status=response.status_code,
-            )
+            raise self._unreadable("error answer", response)
         raise self._error_parser(response, body)
+
+    def _unreadable(self, what: str, response: httpx.Response) -> ProviderError:
+        """A body that is not JSON at all (an HTML error page, a truncated answer), shown as it began."""
+        return ProviderError(
+            self.provider,
+            ErrorKind.GARBAGE,
+            f"unreadable {what}: {_snippet(response)}",
+            http_status=response.status_code,
+        )
 
 
 _STATIC_SEGMENT = re.compile(r"^(?:v\d{1,2}|[a-z][a-z_-]{0,23})$")
@@ -316,6 +325,27 @@ def kind_for_status(status: int) -> ErrorKind:
     if status >= 500:
         return ErrorKind.UNAVAILABLE
     return ErrorKind.REJECTED
+
+
+async def schedule_each(
+    recipients: tuple[str, ...],
+    schedule_one: Callable[[str], Awaitable[MessageState | ProviderError]],
+    *,
+    in_flight: int,
+) -> ScheduleOutcome:
+    """Schedule one message per recipient, as Telnyx, Twilio and HighLevel take them, at most `in_flight`
+    requests at a time. A recipient's refusal is its own result, so it does not stop the others."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(recipient: str) -> MessageState | ProviderError:
+        async with gate:
+            try:
+                return await schedule_one(recipient)
+            except ProviderError as error:
+                return error
+
+    results = await asyncio.gather(*(one(recipient) for recipient in recipients))
+    return ScheduleOutcome.of(recipients, results)
 
 
 def garbage(provider: str, what: str) -> ProviderError:

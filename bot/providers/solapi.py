@@ -24,10 +24,10 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +43,7 @@ from bot.providers.base import (
     ScheduleRequest,
     SendState,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status, retry_listener
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, retry_listener
 
 log = logging.getLogger(__name__)
 
@@ -333,11 +333,8 @@ class SolapiClient:
         *,
         base_url: str = "https://api.solapi.com",
         sender: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._api_key = api_key
         self._api_secret = api_secret
@@ -348,10 +345,7 @@ class SolapiClient:
             base_url,
             error_parser=_parse_error,
             auth_headers=self._auth_headers,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -362,31 +356,17 @@ class SolapiClient:
         salt = secrets.token_hex(16)
         return {"Authorization": sign(self._api_key, self._api_secret, date, salt)}
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: Mapping[str, Any] | None = None,
-        idempotent: bool,
-        parse: Callable[[Any], Any] | None = None,
-    ) -> Any:
-        return await self._http.request(
-            method, path, json_body=json_body, params=params, idempotent=idempotent, parse=parse
-        )
-
     @staticmethod
     def _group_path(group_id: str, suffix: str = "") -> str:
         return f"{GROUPS}/{quote(group_id, safe='')}{suffix}"
 
     async def _get_group(self, group_id: str) -> MessageState:
-        state: MessageState = await self._request("GET", self._group_path(group_id), idempotent=True,
-                                                  parse=lambda body: _group_state(body, group_id))
+        state: MessageState = await self._http.request("GET", self._group_path(group_id), idempotent=True,
+                                                       parse=lambda body: _group_state(body, group_id))
         return state
 
     async def _get_message(self, message_id: str) -> dict[str, Any]:
-        entry: dict[str, Any] = await self._request(
+        entry: dict[str, Any] = await self._http.request(
             # list-old: the path the official SDK's get_messages reads (answer: messageList by id)
             "GET", "/messages/v4/list-old", params={"messageId": message_id}, idempotent=True,
             parse=lambda body: _message_entry(body, message_id),
@@ -431,7 +411,7 @@ class SolapiClient:
         watch = RetryWatch()
         try:
             with watch:
-                await self._request("DELETE", self._group_path(target, "/schedule"), idempotent=True)
+                await self._http.request("DELETE", self._group_path(target, "/schedule"), idempotent=True)
         except ProviderError as error:
             if error.code == "InvalidStatus" and watch.retried:
                 # an earlier attempt may have cancelled it (its answer lost): Solapi turns a
@@ -449,7 +429,7 @@ class SolapiClient:
         harmless, so a lost answer may be asked again."""
         if is_message_id(target):
             raise await self._group_only(target, "reschedule")
-        await self._request("POST", self._group_path(target, "/schedule"),
+        await self._http.request("POST", self._group_path(target, "/schedule"),
                             json_body={"scheduledDate": iso_utc(send_at)}, idempotent=True)
         return await self._get_group(target)
 
@@ -469,7 +449,8 @@ class SolapiClient:
             )
         # A timeout here leaves at most an empty PENDING group, which Solapi never sends; the error
         # keeps its outcome_unknown kind all the same, as nothing can be read to settle it.
-        group: MessageState = await self._request("POST", GROUPS, json_body={}, idempotent=False, parse=_group_state)
+        group: MessageState = await self._http.request("POST", GROUPS, json_body={}, idempotent=False,
+                                                       parse=_group_state)
         group_id = group.id
         # From here on the group's id is known, so every doubt is settled by reading that group.
         messages = [
@@ -481,7 +462,7 @@ class SolapiClient:
             for start in range(0, len(messages), MAX_MESSAGES_PER_ADD):
                 chunk = messages[start : start + MAX_MESSAGES_PER_ADD]
                 originals = request.to[start : start + MAX_MESSAGES_PER_ADD]
-                ok, bad = await self._request(
+                ok, bad = await self._http.request(
                     "PUT", self._group_path(group_id, "/messages"), json_body={"messages": chunk},
                     idempotent=False, parse=functools.partial(_registration, originals=originals),
                 )
@@ -510,7 +491,7 @@ class SolapiClient:
                 code=failed[0][1].code if failed else None,
             )
         try:
-            answer = await self._request(
+            answer = await self._http.request(
                 "POST",
                 self._group_path(group_id, "/schedule"),
                 json_body={"scheduledDate": iso_utc(request.send_at)},
@@ -598,7 +579,7 @@ class SolapiClient:
         if is_message_id(target):
             raise await self._group_only(target, "send")
         # not idempotent: a send whose answer is lost is never repeated blindly
-        await self._request("POST", self._group_path(target, "/send"), idempotent=False)
+        await self._http.request("POST", self._group_path(target, "/send"), idempotent=False)
         return await self._get_group(target)
 
     async def delete(self, target: str) -> MessageState:
@@ -607,7 +588,7 @@ class SolapiClient:
         watch = RetryWatch()
         try:
             with watch:
-                body = await self._request("DELETE", self._group_path(target), idempotent=True)
+                body = await self._http.request("DELETE", self._group_path(target), idempotent=True)
         except ProviderError as error:
             if error.code in {"ResourceNotFound", "NotOperationalStatus"} and watch.retried:
                 state = await self._state_or_none(target)
@@ -625,7 +606,7 @@ class SolapiClient:
             if not isinstance(listing.get("groupList"), dict | list):
                 raise garbage(PROVIDER, f"group list without groupList: {_short(listing)}")
 
-        await self._request("GET", GROUPS, params={"limit": 1}, idempotent=True, parse=read)
+        await self._http.request("GET", GROUPS, params={"limit": 1}, idempotent=True, parse=read)
 
     async def aclose(self) -> None:
         await self._http.aclose()

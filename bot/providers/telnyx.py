@@ -20,12 +20,11 @@ with the same key, and a later reconciliation may ask again without scheduling t
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -37,9 +36,11 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    WithoutMessageGroups,
     cancel_or_find_cancelled,
+    ping_by_lookup,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, schedule_each
 
 PROVIDER = ProviderName.TELNYX.value
 MAX_IN_FLIGHT = 10
@@ -158,10 +159,11 @@ def message_state(payload: Any, *, expected_id: str | None = None) -> MessageSta
     )
 
 
-class TelnyxClient:
+class TelnyxClient(WithoutMessageGroups):
     """Telnyx Messaging v2 over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.TELNYX
+    display_name = "Telnyx"
     # Asking again with the same ScheduleRequest (same key) cannot schedule twice: see the module doc.
     schedule_is_idempotent = True
 
@@ -172,10 +174,7 @@ class TelnyxClient:
         base_url: str = "https://api.telnyx.com/v2",
         sender: str | None = None,
         messaging_profile_id: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self._api_key = api_key
         self.sender = sender
@@ -185,10 +184,7 @@ class TelnyxClient:
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": f"Bearer {self._api_key}"},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:
@@ -225,7 +221,6 @@ class TelnyxClient:
         if not request.to:
             raise ProviderError(PROVIDER, ErrorKind.REJECTED, "no recipients", code="NoRecipients")
         send_at = _format_time(request.send_at)
-        gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
         async def one(number: str) -> MessageState | ProviderError:
             body: dict[str, Any] = {"to": number, "text": request.text, "send_at": send_at}
@@ -234,42 +229,18 @@ class TelnyxClient:
             if self.messaging_profile_id:
                 body["messaging_profile_id"] = self.messaging_profile_id
             headers = {IDEMPOTENCY_HEADER: idempotency_key(request.key, number)} if request.key else None
-            async with gate:
-                try:
-                    # With a key, a timeout or 5xx is repeated safely (Telnyx replays its answer);
-                    # without one, never: it may have been scheduled.
-                    state: MessageState = await self._http.request(
-                        "POST", "/messages/schedule", json_body=body, idempotent=headers is not None,
-                        headers=headers, parse=_schedule_answer,
-                    )
-                    if state.send_at is None:  # the payload has no send_at: it is the one we asked for
-                        state = dataclasses.replace(state, send_at=_parse_time(send_at))
-                    return state
-                except ProviderError as error:
-                    return error
+            # With a key, a timeout or 5xx is repeated safely (Telnyx replays its answer);
+            # without one, never: it may have been scheduled.
+            state: MessageState = await self._http.request(
+                "POST", "/messages/schedule", json_body=body, idempotent=headers is not None,
+                headers=headers, parse=_schedule_answer,
+            )
+            if state.send_at is None:  # the payload has no send_at: it is the one we asked for
+                state = dataclasses.replace(state, send_at=_parse_time(send_at))
+            return state
 
-        results = await asyncio.gather(*(one(number) for number in request.to))
-        return ScheduleOutcome.of(request.to, results)
-
-    async def send(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER,
-            ErrorKind.UNSUPPORTED,
-            "Telnyx has no message groups: there is no prepared group to send; schedule a message instead",
-        )
-
-    async def delete(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER,
-            ErrorKind.UNSUPPORTED,
-            "Telnyx has no message groups: there is no prepared group to delete; cancel the message instead",
-        )
+        return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
 
     async def ping(self) -> None:
-        try:
-            await self._http.request("GET", f"/messages/{PING_ID}", idempotent=True)
-        except ProviderError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return  # the key was accepted; there is just no such message
-            raise
+        await ping_by_lookup(self._http.request("GET", f"/messages/{PING_ID}", idempotent=True))
 

@@ -17,12 +17,11 @@ is an integer. A 429 carries code 20429 (too many concurrent requests; never pro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -34,9 +33,11 @@ from bot.providers.base import (
     ScheduleOutcome,
     ScheduleRequest,
     SendState,
+    WithoutMessageGroups,
     cancel_or_find_cancelled,
+    ping_by_lookup,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, garbage, kind_for_status
+from bot.providers.http import ConnectionOptions, ProviderHTTP, garbage, kind_for_status, schedule_each
 
 PROVIDER = ProviderName.TWILIO.value
 API_VERSION = "2010-04-01"
@@ -131,10 +132,11 @@ def message_state(payload: Any, *, expected_sid: str | None = None,
     )
 
 
-class TwilioClient:
+class TwilioClient(WithoutMessageGroups):
     """Twilio Programmable Messaging over httpx: schedule, status, cancel, ping."""
 
     name = ProviderName.TWILIO
+    display_name = "Twilio"
 
     def __init__(
         self,
@@ -146,10 +148,7 @@ class TwilioClient:
         messaging_service_sid: str | None = None,
         status_callback: str | None = None,
         base_url: str = "https://api.twilio.com",
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         if api_key and api_secret:
             username, password = api_key, api_secret
@@ -168,10 +167,7 @@ class TwilioClient:
             base_url,
             error_parser=parse_error,
             auth_headers=lambda: {"Authorization": self._authorization},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            transport=transport,
+            **connection,
         )
 
     async def aclose(self) -> None:
@@ -202,45 +198,22 @@ class TwilioClient:
         if not request.to:
             raise ProviderError(PROVIDER, ErrorKind.REJECTED, "no recipients", code="NoRecipients")
         send_at = format_send_at(request.send_at)
-        gate = asyncio.Semaphore(MAX_IN_FLIGHT)
         service = self.messaging_service_sid
 
         async def one(number: str) -> MessageState | ProviderError:
             form = schedule_form(number, request.text, send_at, service, self.status_callback)
-            async with gate:
-                try:
-                    # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
-                    scheduled: MessageState = await self._http.request(
-                        "POST", f"{self._messages}.json", form_body=form, idempotent=False,
-                        operation="POST /Messages.json",
-                        parse=lambda answer: message_state(answer, send_at=request.send_at.astimezone(UTC)))
-                    return scheduled
-                except ProviderError as error:
-                    return error
+            # Not idempotent: a timeout or 5xx may have scheduled it, so never repeat blindly.
+            scheduled: MessageState = await self._http.request(
+                "POST", f"{self._messages}.json", form_body=form, idempotent=False,
+                operation="POST /Messages.json",
+                parse=lambda answer: message_state(answer, send_at=request.send_at.astimezone(UTC)))
+            return scheduled
 
-        results = await asyncio.gather(*(one(number) for number in request.to))
-        return ScheduleOutcome.of(request.to, results)
-
-    async def send(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER, ErrorKind.UNSUPPORTED,
-            "Twilio has no message groups: there is no prepared group to send; schedule a message instead",
-        )
-
-    async def delete(self, target: str) -> MessageState:
-        raise ProviderError(
-            PROVIDER, ErrorKind.UNSUPPORTED,
-            "Twilio has no message groups: there is no prepared group to delete; cancel the message instead",
-        )
+        return await schedule_each(request.to, one, in_flight=MAX_IN_FLIGHT)
 
     async def ping(self) -> None:
-        try:
-            await self._http.request("GET", f"{self._messages}/{PING_SID}.json", idempotent=True,
-                                     operation="GET /Messages/{sid}.json")
-        except ProviderError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return  # the credentials were accepted; there is just no such message
-            raise
+        await ping_by_lookup(self._http.request("GET", f"{self._messages}/{PING_SID}.json", idempotent=True,
+                                                operation="GET /Messages/{sid}.json"))
 
 
 def schedule_form(to: str, body: str, send_at: str, messaging_service_sid: str,

@@ -13,7 +13,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.domain.clock import Clock
 from bot.infra.settings import Settings
-from bot.sandbox.server import FakeServer
+from bot.sandbox.server import FakeServer, LocalService
 from bot.sandbox.slack import TEAM_ID, FakeSlack
 from bot.server.runtime import Runtime
 
@@ -27,7 +27,7 @@ def sign(body: str, timestamp: int | None = None, secret: str = SIGNING_SECRET) 
     return {"x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
 
-class BotHarness:
+class BotHarness(LocalService):
     """Starts the bot's ASGI app (with its lifespan: migrations, reminders, reconciliation)."""
 
     def __init__(self, slack: FakeSlack, database_url: str, clock: Clock | None = None,
@@ -51,23 +51,9 @@ class BotHarness:
     def services(self) -> Any:
         return self.runtime.services
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> BotHarness:
-        self.server.start()
-        return self
-
     def stop(self) -> None:
         self.http.close()
-        self.server.stop()
-
-    def __enter__(self) -> BotHarness:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     # --- what Slack sends ---------------------------------------------------------------------
     def post_signed(self, body: str, content_type: str = "application/x-www-form-urlencoded",

@@ -40,8 +40,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.sandbox import deviations
-from bot.sandbox.server import FakeServer, Receive, Scope, Send
-from bot.sandbox.telnyx import FixedWindow, iso, load_spec, read_body, reply, request_headers, utcnow
+from bot.sandbox.server import FakeServer, LocalService, Receive, Scope, Send
+from bot.sandbox.telnyx import FixedWindow, SpecValidation, iso, load_spec, read_body, reply, request_headers, utcnow
 
 DEFAULT_TOKEN = "pit-0c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5"
 DEFAULT_LOCATION = "ve9EPM428h8vShlRW1KT"
@@ -67,7 +67,7 @@ def new_id() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(20))
 
 
-class FakeHighLevel:
+class FakeHighLevel(SpecValidation, LocalService):
     """HighLevel Conversations on http://127.0.0.1:<port>. Tests read `.messages` and `.spec_violations`."""
 
     def __init__(
@@ -102,29 +102,8 @@ class FakeHighLevel:
     # -- lifecycle and addresses
 
     @property
-    def validating(self) -> bool:
-        return self._spec is not None
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def base_url(self) -> str:
         return self.server.url
-
-    def start(self) -> FakeHighLevel:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeHighLevel:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state helpers for tests
 
@@ -246,38 +225,10 @@ class FakeHighLevel:
             record["dateUpdated"] = iso(self.now())
             return 200, {"status": 200, "message": "Scheduled message cancelled successfully"}
 
-    def _validate(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> list[dict[str, str]]:
-        if self._spec is None:
-            with self._lock:
-                self.unvalidated += 1
-            return []
-        problems, used = self._spec.check(method, path, query, headers, body)
-        with self._lock:
-            self.tolerated.extend(used)
-        if problems:
-            self._violation(method, path, problems)
-        return problems
-
-    def _validate_response(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
-        payload: Any,
-    ) -> None:
-        """The fake's answers are checked against the spec too: what a real client must be able to parse.
-        Answers the bot's requests cannot get past validation for (401, unknown routes, refused requests)
+    def _answer_is_checked(self, method: str, path: str, status: int) -> bool:
+        """Answers the bot's requests cannot get past validation for (401, unknown routes, refused requests)
         are the fake's own and skipped."""
-        if self._spec is None or status in (401, 404, 422, 429):
-            return
-        problems, used = self._spec.check_response(method, path, query, headers, body, status, payload)
-        with self._lock:
-            self.tolerated.extend(used)
-        if problems:
-            self._violation(method, path, problems)
-
-    def _violation(self, method: str, path: str, problems: list[dict[str, str]]) -> None:
-        with self._lock:
-            self.spec_violations.append({"method": method, "path": path, "errors": problems})
+        return status not in (401, 404, 422, 429)
 
     def _schedule(self, raw: bytes) -> tuple[int, Any]:
         try:

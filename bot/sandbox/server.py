@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -239,3 +239,27 @@ class FakeServer:
 
     def requests_to(self, method: str, path_contains: str = "") -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.method == method and path_contains in r.path]
+
+
+class LocalService:
+    """Something its FakeServer (`self.server`) runs on 127.0.0.1, a simulator or the bot itself: started
+    and stopped with that server, or used as a context manager."""
+
+    server: FakeServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bot.sandbox.server import FakeServer
+from bot.sandbox.server import FakeServer, LocalService
 
 BOT_USER_ID = "UBOT00001"
 TRIGGER_TTL = 3.0  # Slack: a trigger_id opens a modal within 3 seconds of the click or command, once
@@ -42,7 +42,7 @@ class PostedMessage:
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions, oldest first
 
 
-class FakeSlack:
+class FakeSlack(LocalService):
     """State: posted messages by (channel, ts), every Web API call, every response_url post."""
 
     def __init__(self, token: str = "xoxb-test-token", user_tz: dict[str, str] | None = None,
@@ -72,13 +72,6 @@ class FakeSlack:
         self.server = FakeServer(app)
 
     # --- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeSlack:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
     @property
     def api_url(self) -> str:
         return f"{self.server.url}/api/"

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.sandbox.server import FakeServer, RecordedRequest
+from bot.sandbox.server import FakeServer, LocalService, RecordedRequest
 
 KST = timezone(timedelta(hours=9))
 SKEW = timedelta(minutes=15)  # RequestTimeTooSkewed beyond this; signatures remembered this long
@@ -149,7 +149,19 @@ def _cash() -> dict[str, int]:
     return {"requested": 0, "replacement": 0, "refund": 0, "sum": 0}
 
 
-class FakeSolapi:
+def _messages_of(body: Any) -> list[Any]:
+    """The `messages` of an add-messages or send-many request: 1 to 10,000 of them, else Solapi's refusal."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
+    if len(messages) > MAX_MESSAGES_PER_ADD:
+        raise SolapiError(
+            413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
+        )
+    return messages
+
+
+class FakeSolapi(LocalService):
     """The fake API. State lives in `groups` and `messages` (Solapi's own JSON shapes)."""
 
     def __init__(
@@ -202,23 +214,6 @@ class FakeSolapi:
         self.server = FakeServer(self.app)
 
     # -- lifecycle and test helpers ----------------------------------------------------------
-
-    def start(self) -> FakeSolapi:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeSolapi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -608,26 +603,14 @@ class FakeSolapi:
                 self.groups.values(), key=lambda g: (g["dateCreated"], g["groupId"]), reverse=True
             )
             groups = self._filter(request, groups)
-            page, start, nxt = self._page(request, groups, "groupId")
-            return {
-                "startKey": start,
-                "limit": self._limit(request),
-                "nextKey": nxt,
-                "groupList": {g["groupId"]: g for g in page},
-            }
+            return self._listing(request, groups, "groupId", "groupList")
 
     async def _group_messages(self, request: Request) -> Any:
         with self._lock:
             self._advance()
             group = self._existing(request)
             items = [self.messages[mid] for mid in self.group_message_ids[group["groupId"]]]
-            page, start, nxt = self._page(request, items, "messageId")
-            return {
-                "startKey": start,
-                "limit": self._limit(request),
-                "nextKey": nxt,
-                "messageList": {m["messageId"]: m for m in page},
-            }
+            return self._listing(request, items, "messageId", "messageList")
 
     async def _list_messages(self, request: Request) -> Any:
         with self._lock:
@@ -642,13 +625,7 @@ class FakeSolapi:
                 if query.get(key):
                     items = [m for m in items if str(m.get(key)) == query[key]]
             items = self._filter(request, items)
-            page, start, nxt = self._page(request, items, "messageId")
-            return {
-                "startKey": start,
-                "limit": self._limit(request),
-                "nextKey": nxt,
-                "messageList": {m["messageId"]: m for m in page},
-            }
+            return self._listing(request, items, "messageId", "messageList")
 
     @staticmethod
     def _filter(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -678,6 +655,17 @@ class FakeSolapi:
             raise SolapiError(400, "ValidationError", "limit 는 1 이상 500 이하여야 합니다.")
         return limit
 
+    def _listing(self, request: Request, items: list[dict[str, Any]], key: str, list_field: str) -> dict[str, Any]:
+        """One page of a list answer, as every Solapi list endpoint pages: by `startKey` and `limit`, the
+        page keyed by each item's `key`."""
+        page, start, nxt = self._page(request, items, key)
+        return {
+            "startKey": start,
+            "limit": self._limit(request),
+            "nextKey": nxt,
+            list_field: {item[key]: item for item in page},
+        }
+
     def _page(
         self, request: Request, items: list[dict[str, Any]], key: str
     ) -> tuple[list[dict[str, Any]], str | None, str | None]:
@@ -693,13 +681,7 @@ class FakeSolapi:
 
     async def _add_messages(self, request: Request) -> Any:
         body = await self._json(request)
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
-        if len(messages) > MAX_MESSAGES_PER_ADD:
-            raise SolapiError(
-                413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
-            )
+        messages = _messages_of(body)
         with self._lock:
             self._advance()
             group = self._existing(request)
@@ -786,13 +768,7 @@ class FakeSolapi:
     async def _send_many(self, request: Request) -> Any:
         """One-shot: create a group, add the messages, then schedule or send it."""
         body = await self._json(request)
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise SolapiError(400, "ValidationError", "messages 는 1개 이상의 메시지 배열이어야 합니다.")
-        if len(messages) > MAX_MESSAGES_PER_ADD:
-            raise SolapiError(
-                413, "RecipientsTooMany", "하나의 요청에 수신번호는 10,000 개를 넘을 수 없습니다."
-            )
+        messages = _messages_of(body)
         with self._lock:
             now = self.now()
             when = self._valid_schedule_date(body, now) if body.get("scheduledDate") else None

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bot.sandbox import deviations
-from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.server import FakeServer, LocalService, Receive, Scope, Send
 
 # ---------------------------------------------------------------- shared helpers (also for HighLevel)
 
@@ -199,6 +199,58 @@ def load_spec(relative: str, host_url: str, provider: str = "") -> SpecCheck | N
     return SpecCheck(app, host_url, provider)
 
 
+class SpecValidation:
+    """For a fake whose provider publishes an OpenAPI spec (Telnyx, HighLevel): checks its requests and
+    answers against it, keeping for the tests what was found (`spec_violations`), the deviations relied on
+    (`tolerated`) and the requests that went unchecked because the spec was not found (`unvalidated`)."""
+
+    _spec: SpecCheck | None
+    _lock: threading.Lock
+    spec_violations: list[dict[str, Any]]
+    tolerated: list[str]
+    unvalidated: int
+
+    @property
+    def validating(self) -> bool:
+        """True when requests are checked against the OpenAPI spec (the spec file was found)."""
+        return self._spec is not None
+
+    def _validate(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> list[dict[str, str]]:
+        if self._spec is None:
+            with self._lock:
+                self.unvalidated += 1
+            return []
+        problems, used = self._spec.check(method, path, query, headers, body)
+        with self._lock:
+            self.tolerated.extend(used)
+        if problems:
+            self._violation(method, path, problems)
+        return problems
+
+    def _validate_response(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
+        payload: Any,
+    ) -> None:
+        """The fake's answers are checked against the spec too: what a real client must be able to parse."""
+        if self._spec is None or not self._answer_is_checked(method, path, status):
+            return
+        problems, used = self._spec.check_response(method, path, query, headers, body, status, payload)
+        with self._lock:
+            self.tolerated.extend(used)
+        if problems:
+            self._violation(method, path, problems)
+
+    def _answer_is_checked(self, method: str, path: str, status: int) -> bool:
+        """Which answers the spec can judge: each fake says."""
+        raise NotImplementedError
+
+    def _violation(self, method: str, path: str, problems: list[dict[str, str]]) -> None:
+        with self._lock:
+            self.spec_violations.append({"method": method, "path": path, "errors": problems})
+
+
 class FixedWindow:
     """A fixed-window rate limiter: `limit` requests per `seconds` (real time, not the fake clock)."""
 
@@ -288,7 +340,7 @@ def _encoding_and_parts(text: str) -> tuple[str, int]:
     return "UCS-2", 1 if units <= 70 else math.ceil(units / 67)
 
 
-class FakeTelnyx:
+class FakeTelnyx(SpecValidation, LocalService):
     """Telnyx Messaging v2 on http://127.0.0.1:<port>/v2. Tests read `.messages` and `.spec_violations`."""
 
     def __init__(
@@ -318,30 +370,8 @@ class FakeTelnyx:
     # -- lifecycle and addresses
 
     @property
-    def validating(self) -> bool:
-        """True when requests are checked against the OpenAPI spec (the spec file was found)."""
-        return self._spec is not None
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def base_url(self) -> str:
         return self.server.url + "/v2"
-
-    def start(self) -> FakeTelnyx:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeTelnyx:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state helpers for tests
 
@@ -460,41 +490,14 @@ class FakeTelnyx:
                 return 200, {"data": json.loads(json.dumps(message))}
             return self._cancel(message)
 
-    def _validate(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> list[dict[str, str]]:
-        if self._spec is None:
-            with self._lock:
-                self.unvalidated += 1
-            return []
-        problems, used = self._spec.check(method, path, query, headers, body)
-        with self._lock:
-            self.tolerated.extend(used)
-        if problems:
-            self._violation(method, path, problems)
-        return problems
-
-    def _validate_response(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, status: int,
-        payload: Any,
-    ) -> None:
-        """Answers to requests the spec covers are checked too: what a real client must be able to parse."""
-        if self._spec is None or status == 401 or not self._validated_request(method, path):
-            return
-        problems, used = self._spec.check_response(method, path, query, headers, body, status, payload)
-        with self._lock:
-            self.tolerated.extend(used)
-        if problems:
-            self._violation(method, path, problems)
+    def _answer_is_checked(self, method: str, path: str, status: int) -> bool:
+        """Answers to requests the spec covers are checked."""
+        return status != 401 and self._validated_request(method, path)
 
     @staticmethod
     def _validated_request(method: str, path: str) -> bool:
         return (method == "POST" and path in ("/v2/messages/schedule", "/v2/messages")) or (
             method in ("GET", "DELETE") and _MESSAGE_PATH.match(path) is not None)
-
-    def _violation(self, method: str, path: str, problems: list[dict[str, str]]) -> None:
-        with self._lock:
-            self.spec_violations.append({"method": method, "path": path, "errors": problems})
 
     def _idempotent(self, key: str, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
         """Telnyx's Idempotency-Key: replay a stored success, refuse a changed request, else act."""

@@ -39,7 +39,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bot.sandbox.server import FakeServer, Receive, Scope, Send
+from bot.sandbox.server import FakeServer, LocalService, Receive, Scope, Send
 from bot.sandbox.telnyx import FixedWindow, read_body, reply, request_headers, utcnow
 
 API = "/2010-04-01"
@@ -71,7 +71,7 @@ def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-class FakeTwilio:
+class FakeTwilio(LocalService):
     """Twilio's Messages API on http://127.0.0.1:<port>. Tests read `.messages` and `.server.requests`."""
 
     def __init__(
@@ -98,19 +98,6 @@ class FakeTwilio:
     @property
     def base_url(self) -> str:
         return self.server.url
-
-    def start(self) -> FakeTwilio:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state helpers for tests
 

@@ -70,11 +70,7 @@ def telnyx_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
                                    request.headers.get("telnyx-timestamp", ""), body,
                                    services.clock.now().timestamp())
         if problem is not None:
-            WEBHOOKS.labels(provider="telnyx", outcome="refused").inc()
-            await services.db(services.store.record, EntryDraft(
-                actor=SYSTEM_ACTOR, action=Action.REFUSED, outcome=Outcome.REFUSED, provider=ProviderName.TELNYX,
-                detail=f"delivery webhook refused: {problem}"))
-            return JSONResponse({"error": problem}, status_code=401)
+            return await _refused(services, ProviderName.TELNYX, problem)
         try:
             event = json.loads(body)
             data = event["data"]
@@ -96,11 +92,8 @@ def telnyx_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
         try:
             await record_delivery(services, message_id, event_type, status)
         except Exception:
-            # Not recorded: forget the event so that Telnyx's redelivery (it retries on a 5xx) is recorded.
-            log.exception("could not record a Telnyx delivery report", extra={"message_id": message_id})
-            await services.db(services.store.forget_seen, seen_key)
-            WEBHOOKS.labels(provider="telnyx", outcome="error").inc()
-            return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
+            return await _not_recorded(services, "telnyx", seen_key, "could not record a Telnyx delivery report",
+                                       {"message_id": message_id})
         WEBHOOKS.labels(provider="telnyx", outcome="recorded").inc()
         return JSONResponse({"recorded": True})
 
@@ -147,11 +140,7 @@ def twilio_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
         if problem is None and fields.get("AccountSid") != settings.twilio_account_sid:
             problem = "the callback is for another Twilio account"
         if problem is not None:
-            WEBHOOKS.labels(provider="twilio", outcome="refused").inc()
-            await services.db(services.store.record, EntryDraft(
-                actor=SYSTEM_ACTOR, action=Action.REFUSED, outcome=Outcome.REFUSED, provider=ProviderName.TWILIO,
-                detail=f"delivery webhook refused: {problem}"))
-            return JSONResponse({"error": problem}, status_code=401)
+            return await _refused(services, ProviderName.TWILIO, problem)
         if fields.get("OptOutType"):  # an inbound STOP/START (Twilio's Advanced Opt-Out classified it)
             kind = fields["OptOutType"].upper()
             opt_out = True if kind == "STOP" else False if kind == "START" else None
@@ -174,11 +163,8 @@ def twilio_webhook_endpoint(services: Services) -> Callable[[Request], Awaitable
             await record_delivery(services, message_sid, "status callback", status, provider=ProviderName.TWILIO,
                                   error_code=error_code)
         except Exception:
-            # Not recorded: forget it so that Twilio's retry (it retries on a 5xx) is recorded.
-            log.exception("could not record a Twilio status callback", extra={"message_id": message_sid})
-            await services.db(services.store.forget_seen, seen_key)
-            WEBHOOKS.labels(provider="twilio", outcome="error").inc()
-            return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
+            return await _not_recorded(services, "twilio", seen_key, "could not record a Twilio status callback",
+                                       {"message_id": message_sid})
         WEBHOOKS.labels(provider="twilio", outcome="recorded").inc()
         return JSONResponse({"recorded": True})
 
@@ -192,14 +178,32 @@ async def _inbound(services: Services, provider: str, seen_key: str, sender: str
     try:
         done = await optout.inbound(services, provider, sender, text, opt_out)
     except Exception:
-        log.exception("could not record an inbound opt-out keyword", extra={"provider": provider})
-        await services.db(services.store.forget_seen, seen_key)
-        WEBHOOKS.labels(provider=provider, outcome="error").inc()
-        return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
+        return await _not_recorded(services, provider, seen_key, "could not record an inbound opt-out keyword",
+                                   {"provider": provider})
     if done == "ignored":
         return JSONResponse({"ignored": "message.received"})
     WEBHOOKS.labels(provider=provider, outcome="recorded").inc()
     return JSONResponse({"recorded": done})
+
+
+async def _refused(services: Services, provider: ProviderName, problem: str) -> Response:
+    """A webhook that is not genuine (bad signature, stale, another account): counted, kept in the ledger
+    for whoever investigates, and answered 401."""
+    WEBHOOKS.labels(provider=provider.value, outcome="refused").inc()
+    await services.db(services.store.record, EntryDraft(
+        actor=SYSTEM_ACTOR, action=Action.REFUSED, outcome=Outcome.REFUSED, provider=provider,
+        detail=f"delivery webhook refused: {problem}"))
+    return JSONResponse({"error": problem}, status_code=401)
+
+
+async def _not_recorded(services: Services, provider: str, seen_key: str, what: str,
+                        context: dict[str, str]) -> Response:
+    """Called while handling the failure: logs it, then forgets the event, so that the provider's
+    redelivery (Telnyx and Twilio retry on a 5xx) is recorded instead of being taken for a duplicate."""
+    log.exception(what, extra=context)
+    await services.db(services.store.forget_seen, seen_key)
+    WEBHOOKS.labels(provider=provider, outcome="error").inc()
+    return JSONResponse({"error": "not recorded; send it again"}, status_code=500)
 
 
 async def record_delivery(services: Services, message_id: str, event_type: str, status: str, *,
