@@ -281,6 +281,18 @@ class Bot:
             raise
         return self
 
+    def wait_idle(self, below: float = 0.05, window: float = 1.0, timeout: float = 120.0) -> float:
+        """Wait until the bot's processes together keep under `below` of a core busy for `window` seconds:
+        start-up work (reminder plans for every loaded send, say) must not fall into the first measured
+        phase. Returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            before = sum(cpu_seconds(pid) for pid in self.pids)
+            time.sleep(window)
+            if sum(cpu_seconds(pid) for pid in self.pids) - before < below * window:
+                break
+        return time.monotonic() - started
+
     @property
     def pid(self) -> int:
         return self.proc.pid

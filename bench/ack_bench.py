@@ -178,6 +178,7 @@ def one_db(db: str, db_url: str, options: argparse.Namespace, tmp: Path, rows: l
         sent_to_bot += options.warmup
         asyncio.run(_warm(bare_port, bare_body, options.warmup))
         drain()
+        print(f"  {db}: the bot was idle after {bot.wait_idle():.1f} s of start-up work", flush=True)
 
         for n, (rate, clients) in enumerate(levels):
             order = [("bot", bot.port, bot_body, b"Cancelling"), ("bare", bare_port, bare_body, b"Working")]

@@ -131,6 +131,7 @@ def one_run(name: str, database_url: str, cancels: int, clients: int, warmup: in
         slack_url = fakes.info["slack_url"]
         asyncio.run(drive(bot.port, slack_url, ids[:warmup], 4))
         _wait_answers(fakes, warmup, 60)
+        bot.wait_idle()  # start-up work (reminder plans for the loaded sends) is not the cancels' CPU
         fakes.ask("clear")
         if profile == "py-spy":
             spy = subprocess.Popen([_py_spy(), "record", "--pid", str(bot.pid), "--rate", "200", "--format", "raw",
