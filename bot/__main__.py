@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -182,11 +183,14 @@ def worker(settings: Settings, rest: list[str]) -> int:
         parser.error("--tasks must be at least 1")
     from bot.server.runtime import Runtime
 
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
     runtime = Runtime(settings.model_copy(update={"inbox_workers": options.tasks}), role="worker")
 
     async def serve() -> None:
         await runtime.start()
-        logging.getLogger("bot").info("worker started", extra={"tasks": options.tasks})
+        logging.getLogger("bot").info("worker started", extra={"tasks": options.tasks, "pid": os.getpid(),
+                                                               "nice": os.getpriority(os.PRIO_PROCESS, 0)})
         try:
             await asyncio.Event().wait()  # until SIGINT; killed, its requests are taken again after INBOX_LEASE
         finally:

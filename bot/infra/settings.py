@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # HTTP mode: how many processes serve PORT (uvicorn's workers; the name platforms such as Heroku set).
     # Each is a whole bot (acks, inbox workers, reminders) on the same database: PostgreSQL for more than one.
     web_concurrency: int = Field(default=1, ge=1, le=64)
+    # `smsops worker` processes lower their CPU priority by this much (nice): on a machine whose cores are all
+    # busy, the processes that ack Slack requests get the CPU first, and a queued request waits instead of an ack
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     provider_connect_timeout: float = 5.0
     provider_read_timeout: float = 15.0

@@ -67,6 +67,8 @@ def test_a_socket_mode_request_acked_by_a_bot_that_dies_is_settled_by_a_worker(s
         assert "Cancelled" in reply_text(final[-1]), final
         assert telnyx.status_of(message_id) == "cancelled"
         assert len(final) == 1
+        # the worker yields the CPU to the processes that ack (WORKER_NICE, 10 by default)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19)
     finally:
         worker.terminate()
         worker.wait(10)
