@@ -119,7 +119,7 @@ def signed_command(text: str, response_url: str, user: str = USER, channel: str 
     }
     body = urlencode(form)
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    signature = str(SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body))
     return body.encode(), {"content-type": "application/x-www-form-urlencoded",
                            "x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
@@ -141,7 +141,7 @@ def signed_click(action_id: str, value: str, response_url: str, user: str = USER
     }
     body = urlencode({"payload": json.dumps(payload)})
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
+    signature = str(SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body))
     return body.encode(), {"content-type": "application/x-www-form-urlencoded",
                            "x-slack-request-timestamp": ts, "x-slack-signature": signature}
 
@@ -326,9 +326,9 @@ def _wait_log(path: Path, needle: bytes, proc: subprocess.Popen[Any], timeout: f
             return
         if proc.poll() is not None:
             tail = path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{tail}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{tail}")
         time.sleep(0.05)
-    raise RuntimeError(f"{proc.args} did not start within {timeout:g}s")
+    raise RuntimeError(f"{proc.args!r} did not start within {timeout:g}s")
 
 
 class Fakes:
@@ -517,12 +517,13 @@ def fakes_main(argv: list[str]) -> int:
             if not said.startswith("⏳"):  # "queued, N ahead" or progress: not the answer
                 with lock:
                     answers.append((token, time.time(), said[:200]))
-            return await super()._response(_Replay(request, payload))
+            replayed: Any = _Replay(request, payload)  # the request, its body already read
+            return await super()._response(replayed)
 
     def counting(base: type) -> type:
         """The fake, counting each successful cancel per id and the rate limiter's verdicts."""
 
-        class Counting(base):  # type: ignore[valid-type,misc]
+        class Counting(base):
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
                 self.cancels: dict[str, int] = {}
