@@ -97,15 +97,10 @@ def _clean_opt(value: str | None, limit: int | None) -> str | None:
     return None if value is None else _clean(value, limit)
 
 
-def _lock_chain(session: Session | Connection) -> None:
-    if _dialect_name(session) == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+def _lock_chain(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     # SQLite: every writing transaction begins IMMEDIATE (db/engine.py), so we already hold the write lock.
-
-
-def _dialect_name(session: Session | Connection) -> str:
-    bind = session.get_bind() if isinstance(session, Session) else session
-    return bind.dialect.name
 
 
 def _entry_values(draft: EntryDraft, at: datetime, last_seq: int, last_hash: str) -> dict[str, Any]:
@@ -132,7 +127,7 @@ _LEDGER_T = LedgerEntry.__table__  # type: ignore[attr-defined]
 _LAST = sa_select(_LEDGER_T.c.seq, _LEDGER_T.c.hash).order_by(_LEDGER_T.c.seq.desc()).limit(1)
 
 
-def _next_entry(db: Session | Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
+def _next_entry(db: Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
     """The columns of the entry that goes after the newest one, under the chain lock."""
     _lock_chain(db)
     last = db.execute(_LAST).first()
@@ -140,20 +135,10 @@ def _next_entry(db: Session | Connection, draft: EntryDraft, at: datetime) -> di
     return _entry_values(draft, at, last_seq, last_hash)
 
 
-def append(session: Session, draft: EntryDraft, at: datetime) -> LedgerEntry:
-    """Add one entry inside the caller's transaction; it is durable when the caller commits.
-
-    Keeping it in the caller's transaction is what makes a state change and its ledger entry land
-    together or not at all."""
-    entry = LedgerEntry(**_next_entry(session, draft, at))
-    session.add(entry)
-    session.flush()
-    return entry
-
-
 def append_row(conn: Connection, draft: EntryDraft, at: datetime) -> dict[str, Any]:
-    """`append` for a Core connection (the hot paths of db/store.py: no ORM unit of work); the same
-    chain, lock and hash. Returns the entry's columns."""
+    """Add one entry inside the caller's transaction (a Core connection: every write of db/store.py is
+    one); it is durable when the caller commits. Keeping it in the caller's transaction is what makes a
+    state change and its ledger entry land together or not at all. Returns the entry's columns."""
     values = _next_entry(conn, draft, at)
     conn.execute(_LEDGER_T.insert(), values)
     return values
@@ -167,10 +152,9 @@ class Ledger:
         self.clock = clock or SystemClock()
 
     def record(self, draft: EntryDraft) -> LedgerEntry:
-        with Session(self.engine, expire_on_commit=False) as session:
-            entry = append(session, draft, self.clock.now())
-            session.commit()
-            return entry
+        """One entry in a transaction of its own, written as the bot writes them (append_row)."""
+        with self.engine.begin() as conn:
+            return LedgerEntry(**append_row(conn, draft, self.clock.now()))
 
     def history(self, target: str) -> list[LedgerEntry]:
         """One message's or group's whole story, oldest first."""

@@ -78,7 +78,7 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_ledger_at_seq", "at", "seq"),
     )
 
-    # 1, 2, 3 … with no gaps: a gap is a removed entry. Assigned by db.ledger.append under the chain
+    # 1, 2, 3 … with no gaps: a gap is a removed entry. Assigned by db.ledger.append_row under the chain
     # lock, never by the database (no SERIAL/IDENTITY: a sequence would skip numbers on rollback).
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     at: datetime = Field(sa_column=_utc_column())

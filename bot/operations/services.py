@@ -19,7 +19,6 @@ from bot.infra.loop_session import LoopSession
 from bot.infra.settings import Settings
 from bot.operations.notify import Notifier, NullNotifier
 from bot.providers.base import Provider, ProviderName
-from db.ledger import Ledger
 from db.models import TrackedSend
 from db.store import Store
 
@@ -70,7 +69,6 @@ class Services:
 
     def __post_init__(self) -> None:
         self.store = Store(self.engine, self.clock)
-        self.ledger = Ledger(self.engine, self.clock)
         self.permissions = Permissions(
             admins=self.settings.sms_admins,
             auditors=self.settings.sms_auditors,

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
 from bot.domain.clock import FrozenClock
-from db.ledger import GENESIS, MAX_DETAIL, EntryDraft, Ledger, append, chain_hash, verify
+from db.ledger import GENESIS, MAX_DETAIL, EntryDraft, Ledger, append_row, chain_hash, verify
 from db.models import LedgerEntry, UTCDateTime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,13 +92,12 @@ def T0_plus(seconds: float) -> datetime:
 
 
 def test_append_is_part_of_the_callers_transaction(engine: Engine, clock: FrozenClock) -> None:
-    with Session(engine) as session:
-        append(session, draft(0), clock.now())
-        session.rollback()
-    with Session(engine, expire_on_commit=False) as session:
-        entry = append(session, draft(1), clock.now())
-        session.commit()
-    assert entry.seq == 1
+    with engine.connect() as conn:
+        append_row(conn, draft(0), clock.now())
+        conn.rollback()
+    with engine.begin() as conn:
+        entry = append_row(conn, draft(1), clock.now())
+    assert entry["seq"] == 1
     assert verify(engine).ok
 
 
