@@ -30,6 +30,8 @@ def test_providers_includes_twilio_and_names_its_settings_when_unset(make_bot, t
     _, token = configured.command("providers")
     assert "Twilio: configured and answering" in reply_text(configured.final_reply(token, timeout=20))
     assert twilio.server.requests_to("GET", "/Messages/SM")  # the ping is an authenticated fetch
+    # stopped first: on the same database its inbox workers could take (and answer) the next bot's request
+    configured.stop()
 
     unset = make_bot(twilio_account_sid=None)
     _, token = unset.command("providers")
