@@ -48,6 +48,7 @@ _SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
 _OPTOUTS = OptOut.__table__  # type: ignore[attr-defined]
 _INBOX = InboxItem.__table__  # type: ignore[attr-defined]
 _QUEUED_COUNT = sa_select(func.count()).select_from(_INBOX).where(_INBOX.c.state == "queued")
+_GONE_OUT = ("sending", "sent")  # SendState values of a send that has left
 _APPROVALS = Approval.__table__  # type: ignore[attr-defined]
 _CLAIMS = ReminderClaim.__table__  # type: ignore[attr-defined]
 _NAMES = SlackName.__table__  # type: ignore[attr-defined]
@@ -323,6 +324,8 @@ class Store:
                 values: dict[str, object] = {"state": state, "updated_at": now}
                 if provider_status is not None:
                     values["provider_status"] = provider_status
+                if state in _GONE_OUT:  # sent now (a Solapi group by /sms send had no time): the daily caps count it
+                    values["send_at"] = func.coalesce(_SENDS.c.send_at, now)
                 conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(**values))
             for draft in drafts:
                 append_row(conn, draft, now)

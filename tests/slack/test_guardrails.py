@@ -201,3 +201,26 @@ def test_policy_says_the_rules_in_force(make_bot):
     assert "1 number(s) must not be messaged" in text
     assert f"<@{ADMIN}>" in text and "cancel only what they scheduled" in text
     assert "refused within 60s" in text
+
+
+def test_a_solapi_group_sent_by_approval_counts_in_that_days_cap(make_bot, solapi):
+    from bot.sandbox.harness import buttons
+    from bot.slack.ids import ActionId
+
+    # a limits zone where it is about 10:00 now, so that "in 2h" falls on the same limits day
+    offset = (10 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    zone = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+    bot = make_bot(daily_limit_solapi=3, daily_limit_tz=zone)
+    group_id = solapi.add_group(status="PENDING", recipients=["01011112222", "01033334444"])
+    assert "Asked for approval" in answer(bot, f"send {group_id}")
+    card = bot.slack.wait_for(lambda: bot.slack.channel_messages("C0OPS0001"), 5)[-1]
+    approve = {b["action_id"]: b for b in buttons(card.blocks)}[ActionId.APPROVE]
+    _, token = bot.click(approve["action_id"], approve["value"], user="U0BOB0001")
+    assert "Sent Solapi" in reply_text(bot.final_reply(token))
+    # the group's two recipients went out today: one place is left
+    text = answer(bot, "schedule solapi 010-5555-0001,010-5555-0002 in 2h Later today")
+    assert "2 are used and 1 left" in text, text
+    assert "Scheduled with Solapi" in answer(bot, "schedule solapi 010-5555-0001 in 2h Later today")
+    [sent] = [s for s in tracked(bot) if s.target == group_id]
+    assert sent.state in ("sending", "sent") and sent.send_at is not None  # counted by the day it went out
