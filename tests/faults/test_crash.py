@@ -105,6 +105,10 @@ class Ctx:
             response = self.bot.command(text_, self.user, CHANNEL, asked.token)
         except httpx.HTTPError:
             raise Killed from None
+        except RuntimeError:
+            if self.bot.http.is_closed:  # the kill timer struck between check_alive and the request
+                raise Killed from None
+            raise
         assert response.status_code == 200, response.text
         asked.acked = True
         return asked
@@ -117,6 +121,10 @@ class Ctx:
             response = self.bot.click(action_id, value, user, CHANNEL, message_ts, asked.token)
         except httpx.HTTPError:
             raise Killed from None
+        except RuntimeError:
+            if self.bot.http.is_closed:  # the kill timer struck between check_alive and the request
+                raise Killed from None
+            raise
         assert response.status_code == 200, response.text
         asked.acked = True
         return asked
