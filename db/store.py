@@ -48,7 +48,6 @@ _SEEN = SeenRequest.__table__  # type: ignore[attr-defined]
 _OPTOUTS = OptOut.__table__  # type: ignore[attr-defined]
 _INBOX = InboxItem.__table__  # type: ignore[attr-defined]
 _QUEUED_COUNT = sa_select(func.count()).select_from(_INBOX).where(_INBOX.c.state == "queued")
-_GONE_OUT = ("sending", "sent")  # SendState values of a send that has left
 _APPROVALS = Approval.__table__  # type: ignore[attr-defined]
 _CLAIMS = ReminderClaim.__table__  # type: ignore[attr-defined]
 _NAMES = SlackName.__table__  # type: ignore[attr-defined]
@@ -72,6 +71,22 @@ def _values(model: Any, table: Any) -> dict[str, Any]:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+
+_GONE_OUT = ("sending", "sent")  # SendState values of a send that has left
+
+
+def _state_change(state: str, provider_status: str | None, now: datetime) -> dict[str, object]:
+    """The columns a tracked send's new state writes. A send that leaves without a time of its own (a Solapi
+    group sent by `/sms send`, or seen sent by `/sms status`) takes the time it left: the daily caps count
+    sends by the day they go out."""
+    values: dict[str, object] = {"state": state, "updated_at": now}
+    if provider_status is not None:
+        values["provider_status"] = provider_status
+    if state in _GONE_OUT:
+        values["send_at"] = func.coalesce(_SENDS.c.send_at, now)
+    return values
 
 
 class Store:
@@ -174,9 +189,7 @@ class Store:
         drafts: Sequence[EntryDraft] = (),
     ) -> None:
         now = self.clock.now()
-        values: dict[str, object] = {"state": state, "updated_at": now}
-        if provider_status is not None:
-            values["provider_status"] = provider_status
+        values = _state_change(state, provider_status, now)
         if send_at is not None:
             values["send_at"] = send_at
         with self.writing() as conn:
@@ -321,12 +334,8 @@ class Store:
             if new_sends:
                 conn.execute(_SENDS.insert(), [_values(send, _SENDS) for send in new_sends])
             for send_id, state, provider_status in send_updates:
-                values: dict[str, object] = {"state": state, "updated_at": now}
-                if provider_status is not None:
-                    values["provider_status"] = provider_status
-                if state in _GONE_OUT:  # sent now (a Solapi group by /sms send had no time): the daily caps count it
-                    values["send_at"] = func.coalesce(_SENDS.c.send_at, now)
-                conn.execute(_SENDS.update().where(_SENDS.c.id == send_id).values(**values))
+                conn.execute(_SENDS.update().where(_SENDS.c.id == send_id)
+                             .values(**_state_change(state, provider_status, now)))
             for draft in drafts:
                 append_row(conn, draft, now)
             return True

@@ -100,25 +100,17 @@ class Ctx:
     def command(self, text_: str, needle: str | None = None) -> Asked:
         self.check_alive()
         asked = Asked(f"/sms {text_}", self.user, new_token(), needle or text_)
-        self.asked.append(asked)
-        try:
-            response = self.bot.command(text_, self.user, CHANNEL, asked.token)
-        except httpx.HTTPError:
-            raise Killed from None
-        except RuntimeError:
-            if self.bot.http.is_closed:  # the kill timer struck between check_alive and the request
-                raise Killed from None
-            raise
-        assert response.status_code == 200, response.text
-        asked.acked = True
-        return asked
+        return self._post(asked, lambda: self.bot.command(text_, self.user, CHANNEL, asked.token))
 
     def click(self, action_id: str, value: str, message_ts: str, needle: str, user: str) -> Asked:
         self.check_alive()
         asked = Asked(f"click {action_id}", user, new_token(), needle)
+        return self._post(asked, lambda: self.bot.click(action_id, value, user, CHANNEL, message_ts, asked.token))
+
+    def _post(self, asked: Asked, send: Callable[[], httpx.Response]) -> Asked:
         self.asked.append(asked)
         try:
-            response = self.bot.click(action_id, value, user, CHANNEL, message_ts, asked.token)
+            response = send()
         except httpx.HTTPError:
             raise Killed from None
         except RuntimeError:

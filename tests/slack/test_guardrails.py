@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from nacl.signing import SigningKey
 from sqlmodel import Session, col, select
 
-from bot.sandbox.harness import reply_text
+from bot.sandbox.harness import buttons, reply_text
+from bot.slack.ids import ActionId
 from db.models import LedgerEntry, OptOut, TrackedSend
 
 ADMIN = "U0ADMIN01"
@@ -204,9 +205,6 @@ def test_policy_says_the_rules_in_force(make_bot):
 
 
 def test_a_solapi_group_sent_by_approval_counts_in_that_days_cap(make_bot, solapi):
-    from bot.sandbox.harness import buttons
-    from bot.slack.ids import ActionId
-
     # a limits zone where it is about 10:00 now, so that "in 2h" falls on the same limits day
     offset = (10 - datetime.now(UTC).hour) % 24
     offset = offset - 24 if offset > 12 else offset
